@@ -1,0 +1,77 @@
+"""The configuration that fully determines a network's fixed random weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .errors import ConfigError
+
+_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shapes, seed and precision of a neuromodulated random-weight network.
+
+    The fixed weights (encoder indices and readout) are a pure function of this object, so a
+    network is regenerated exactly from it.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Input dimension (784 for a 28 x 28 image).
+    n_units : int
+        Encoder units ("Kenyon cells").
+    inputs_per_unit : int
+        k, the number of distinct inputs each encoder unit sums (1 <= k <= n_inputs).
+    n_outputs : int
+        Output classes.
+    seed : int
+        Seed of every random draw (non-negative).
+    dtype : {"float32", "float64"}
+        Precision of weights and activity; float64 is for gradient checks.
+    """
+
+    n_inputs: int = 784
+    n_units: int = 7840
+    inputs_per_unit: int = 7
+    n_outputs: int = 10
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "dtype":
+                if value not in _DTYPES:
+                    raise ConfigError(f"dtype must be one of {_DTYPES}, got {value!r}")
+            elif not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be an integer, got {value!r}")
+        for name in ("n_inputs", "n_units", "inputs_per_unit", "n_outputs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.inputs_per_unit > self.n_inputs:
+            raise ConfigError(
+                f"inputs_per_unit (k={self.inputs_per_unit}) cannot exceed "
+                f"n_inputs ({self.n_inputs}): each unit reads k distinct inputs"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be a non-negative 63-bit integer, got {self.seed}")
+
+    @classmethod
+    def flynet(cls, seed: int = 0, dtype: str = "float32") -> "NetworkConfig":
+        """The reference architecture: 784 -> 7840 units (k = 7) -> 10 outputs."""
+        return cls(784, 7840, 7, 10, seed, dtype)
+
+    def to_dict(self) -> dict:
+        return {k: (int(v) if k != "dtype" else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetworkConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown network configuration keys: {sorted(unknown)}")
+        return cls(**d)

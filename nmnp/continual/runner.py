@@ -1,0 +1,149 @@
+"""Learn a stream of tasks one after another and keep the full accuracy matrix.
+
+``R[i, j]`` is the test accuracy on task j right after training task i (defined for
+``j <= i``; NaN above the diagonal). Every other continual-learning figure is derived from it
+(:mod:`nmnp.continual.metrics`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..train import TaskTrainingReport, TrainSettings, train_task
+
+
+@dataclass
+class ContinualResult:
+    """The record of a continual run, grown one task at a time.
+
+    Attributes
+    ----------
+    acc_matrix : (T, T) float64, NaN above the diagonal
+    task_names : list of str
+    train_seconds : list of float, one per task
+    train_samples : list of int, training samples processed per task
+    epoch_losses : list of lists, mean training loss per epoch per task
+    """
+
+    acc_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    task_names: list = field(default_factory=list)
+    train_seconds: list = field(default_factory=list)
+    train_samples: list = field(default_factory=list)
+    epoch_losses: list = field(default_factory=list)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_names)
+
+    @property
+    def samples_per_second(self) -> float:
+        seconds = sum(self.train_seconds)
+        return sum(self.train_samples) / seconds if seconds > 0 else float("nan")
+
+    def add_row(self, name: str, report: TaskTrainingReport, accuracies) -> None:
+        """Record task T's training and its accuracies on tasks 0..T."""
+        t = self.n_tasks
+        grown = np.full((t + 1, t + 1), np.nan)
+        grown[:t, :t] = self.acc_matrix
+        grown[t, : t + 1] = accuracies
+        self.acc_matrix = grown
+        self.task_names.append(name)
+        self.train_seconds.append(report.seconds)
+        self.train_samples.append(report.samples)
+        self.epoch_losses.append(list(report.epoch_losses))
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the matrix as nested lists with only the defined entries (j <= i)."""
+        return {
+            "acc_matrix": [
+                [float(v) for v in row[: i + 1]] for i, row in enumerate(self.acc_matrix)
+            ],
+            "task_names": list(self.task_names),
+            "train_seconds": [float(s) for s in self.train_seconds],
+            "train_samples": [int(n) for n in self.train_samples],
+            "epoch_losses": [[float(v) for v in e] for e in self.epoch_losses],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ContinualResult":
+        t = len(d["acc_matrix"])
+        matrix = np.full((t, t), np.nan)
+        for i, row in enumerate(d["acc_matrix"]):
+            matrix[i, : len(row)] = row
+        return cls(
+            matrix,
+            list(d["task_names"]),
+            list(d["train_seconds"]),
+            list(d["train_samples"]),
+            [list(e) for e in d.get("epoch_losses", [[] for _ in range(t)])],
+        )
+
+
+def task_test_set(stream, task_index: int, classes_of: dict):
+    """(x_test, y_test, classes) of one task, without rebuilding its training set.
+
+    ``classes_of`` remembers each trained task's competing classes; a task trained in an
+    earlier process (a resumed run) is looked up in the stream once.
+    """
+    if task_index not in classes_of:
+        classes_of[task_index] = stream[task_index].classes
+    x_test, y_test = stream.test_split(task_index)
+    return x_test, y_test, classes_of[task_index]
+
+
+def run_stream(
+    learner,
+    stream,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    result: ContinualResult | None = None,
+    progress: bool | None = None,
+    on_task_end: Callable[[ContinualResult, object], None] | None = None,
+) -> ContinualResult:
+    """Train every task of ``stream`` in order, evaluating all learned tasks after each.
+
+    Parameters
+    ----------
+    learner : a model with ``add_task``, ``freeze``, ``evaluate`` and the protocol of
+        :func:`nmnp.train.train_task`
+    stream : a task stream (``len`` and ``stream[i]`` giving a task with ``x_train``,
+        ``y_train``, ``name`` and ``classes``)
+    settings : TrainSettings
+    result : a partial result to continue (resume): tasks ``0..result.n_tasks-1`` must
+        already be learned by ``learner``
+    progress : tqdm bars (``None``: only on a terminal)
+    on_task_end : called as ``on_task_end(result, learner)`` after each task is recorded
+        (printing, checkpointing)
+
+    Returns
+    -------
+    ContinualResult
+    """
+    result = result if result is not None else ContinualResult()
+    classes_of: dict = {}
+    for t in range(result.n_tasks, len(stream)):
+        task = stream[t]
+        classes_of[t] = task.classes
+        task_id = learner.add_task(task.name)
+        report = train_task(
+            learner,
+            task_id,
+            task.x_train,
+            task.y_train,
+            settings,
+            classes=task.classes,
+            progress=progress,
+            description=f"task {t + 1}/{len(stream)} ({task.name})",
+        )
+        learner.freeze(task_id)
+        accuracies = []
+        for j in range(t + 1):
+            x_test, y_test, classes = task_test_set(stream, j, classes_of)
+            accuracies.append(learner.evaluate(x_test, y_test, j, classes))
+        result.add_row(task.name, report, accuracies)
+        if on_task_end is not None:
+            on_task_end(result, learner)
+    return result

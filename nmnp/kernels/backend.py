@@ -1,0 +1,61 @@
+"""Pick a kernel backend by name: one interface, several implementations.
+
+A backend is a module that defines every name in :data:`KERNELS` with the signatures of
+:mod:`nmnp.kernels.reference`, and ``NAME``. The first five are the layers' forward and
+backward passes; ``task_logits`` and ``context_grads`` fuse the encoder with the readout (the
+training and evaluation hot path), so a backend can avoid ever writing the encoder output. :func:`get_backend` imports it lazily (so ``import nmnp``
+never compiles a kernel or touches a GPU) and checks that nothing is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ..errors import BackendError
+
+#: Every backend implements exactly these functions.
+KERNELS = (
+    "encoder_forward",
+    "encoder_backward",
+    "modulated_forward",
+    "modulated_backward",
+    "modulated_param_grads",
+    "task_logits",
+    "context_grads",
+)
+
+_MODULES = {
+    "numpy": "nmnp.kernels.reference",
+    "cpu": "nmnp.kernels.cpu",
+    "cuda": "nmnp.kernels.cuda",
+}
+
+#: Names accepted by :func:`get_backend`.
+BACKENDS = tuple(_MODULES)
+
+
+def get_backend(backend: "str | ModuleType") -> ModuleType:
+    """Return the kernel module for ``backend`` ("numpy", "cpu" or "cuda").
+
+    A module that is already a backend is returned unchanged, so functions can accept either.
+
+    Raises
+    ------
+    BackendError
+        For an unknown name, or a backend that cannot run here (``cuda`` without a GPU).
+    """
+    if isinstance(backend, ModuleType):
+        return backend
+    if backend not in _MODULES:
+        raise BackendError(
+            f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    module = importlib.import_module(_MODULES[backend])
+    check = getattr(module, "check_available", None)
+    if check is not None:
+        check()  # raises BackendError with a sentence saying what is missing
+    missing = [name for name in KERNELS if not hasattr(module, name)]
+    if missing:  # a programming error in nmnp itself, caught on first use
+        raise BackendError(f"backend {backend!r} lacks kernels: {', '.join(missing)}")
+    return module

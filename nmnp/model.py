@@ -1,0 +1,348 @@
+"""The neuromodulated random-weight network and its growing bank of task contexts.
+
+Fixed and shared by every task (regenerated from :class:`~nmnp.config.NetworkConfig`):
+
+* a sparse random encoder: ``idx`` (n_units, k), unit j sums inputs ``idx[j]``;
+* a random readout ``W`` (n_outputs, n_units).
+
+Learned, one per task (:class:`TaskContext`): gains ``c`` (n_units,) and a strength ``s``.
+Task t's logits are
+
+.. math::
+
+    z_t(x) = s_t\\, (h(x) \\odot c_t)\\, W^T, \\qquad
+    h(x) = \\mathrm{relu}(m - \\bar m),\\; m_j = \\textstyle\\sum_{i \\in S_j} x_i .
+
+Training task t writes only ``c_t`` and ``s_t``; nothing shared ever changes, so learning a
+new task cannot alter an old task's predictions (zero forgetting by construction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import initializers, layers
+from .config import NetworkConfig
+from .errors import ShapeError, TaskError
+from .kernels import get_backend
+from .losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
+
+@dataclass
+class TaskContext:
+    """What one task learns: gains (n_units,) and strength (1,), plus bookkeeping."""
+
+    gains: np.ndarray
+    strength: np.ndarray
+    name: str
+    frozen: bool = False
+
+    def params(self) -> dict:
+        """The live parameter arrays (an optimiser updates them in place)."""
+        return {"gains": self.gains, "strength": self.strength}
+
+
+class ModulatedNetwork:
+    """Fixed random weights shared by all tasks, plus one learned context per task.
+
+    Parameters
+    ----------
+    config : NetworkConfig
+        Shapes, seed and dtype; the fixed weights are regenerated from it.
+    backend : {"numpy", "cpu", "cuda"}
+        Kernel backend for every forward and backward pass.
+
+    Examples
+    --------
+    >>> net = FlyNet(seed=0)
+    >>> t = net.add_task("upright")
+    >>> logits = net.forward(images, t)        # images: (B, 784) float32
+    """
+
+    def __init__(self, config: NetworkConfig, backend: str = "cpu"):
+        self.config = config
+        self.dtype = np.dtype(config.dtype)
+        self.set_backend(backend)
+        self.encoder_indices = initializers.sparse_encoder_indices(
+            config.n_inputs, config.n_units, config.inputs_per_unit, config.seed
+        )
+        self.readout = initializers.uniform_readout(
+            config.n_outputs, config.n_units, config.seed, self.dtype
+        )
+        # Shared weights are read-only: an accidental in-place write would be forgetting.
+        self.encoder_indices.flags.writeable = False
+        self.readout.flags.writeable = False
+        self.tasks: list[TaskContext] = []
+
+    # ----------------------------------------------------------------- bookkeeping
+    def set_backend(self, backend: str) -> None:
+        """Switch the kernel backend (raises BackendError if it cannot run here)."""
+        self.kernels = get_backend(backend)
+        self.backend = self.kernels.NAME
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def params_per_task(self) -> int:
+        """Learnable parameters per task: n_units gains + 1 strength."""
+        return self.config.n_units + 1
+
+    @property
+    def bytes_per_task(self) -> int:
+        """Bytes one task's context occupies (gains and strength at the model's precision)."""
+        return self.params_per_task * self.dtype.itemsize
+
+    #: The fixed weights are regenerated from the 64-bit seed (and the configuration, which
+    #: every task shares), so storing them costs 8 bytes, however large the network.
+    fixed_bytes_to_regenerate = 8
+
+    @property
+    def fixed_params(self) -> int:
+        """Fixed (never trained) parameters: encoder connections + readout weights."""
+        c = self.config
+        return c.n_units * c.inputs_per_unit + c.n_outputs * c.n_units
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the fixed weights: detects any change in how they are generated."""
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.encoder_indices, dtype="<i4").tobytes())
+        digest.update(np.ascontiguousarray(self.readout, dtype="<f8").tobytes())
+        return digest.hexdigest()
+
+    def add_task(self, name: str | None = None) -> int:
+        """Append a freshly initialised context; returns its task id (0, 1, 2, ...)."""
+        task_id = len(self.tasks)
+        gains, strength = initializers.initial_context(
+            self.config.n_units, self.config.seed, task_id, self.dtype
+        )
+        self.tasks.append(TaskContext(gains, strength, name or f"task {task_id}"))
+        return task_id
+
+    def task(self, task_id: int) -> TaskContext:
+        """The context of a stored task; TaskError for an unknown id."""
+        if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < len(self.tasks):
+            raise TaskError(
+                f"unknown task id {task_id!r}: this network has {len(self.tasks)} "
+                f"task(s), ids 0..{len(self.tasks) - 1}"
+                if self.tasks
+                else f"unknown task id {task_id!r}: this network has no tasks yet (add_task first)"
+            )
+        return self.tasks[task_id]
+
+    def freeze(self, task_id: int) -> None:
+        """Mark a task as learned: its context can no longer be trained."""
+        self.task(task_id).frozen = True
+
+    def trainable_params(self, task_id: int) -> dict:
+        """The arrays training may update for ``task_id``; TaskError if it is frozen."""
+        ctx = self.task(task_id)
+        if ctx.frozen:
+            raise TaskError(f"task {task_id} ({ctx.name!r}) is frozen and cannot be trained")
+        return ctx.params()
+
+    # ----------------------------------------------------------------- validation
+    def check_inputs(self, x) -> np.ndarray:
+        """Validate and convert inputs to a C-ordered (B, n_inputs) array of the model dtype.
+
+        Accepts (B, n_inputs) or (B, *image_shape) with the right number of values.
+        Raises ShapeError for a wrong shape, a non-numeric dtype or a non-finite value.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+            raise ShapeError(f"inputs must be a real numeric array, got dtype {x.dtype}")
+        n_in = self.config.n_inputs
+        if x.ndim < 2 or int(np.prod(x.shape[1:])) != n_in:
+            raise ShapeError(
+                f"inputs must have shape (batch, {n_in}) or (batch, ...) with {n_in} values "
+                f"per sample, got shape {x.shape}"
+            )
+        x = np.ascontiguousarray(x.reshape(x.shape[0], n_in), dtype=self.dtype)
+        if not np.isfinite(x).all():
+            bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+            raise ShapeError(f"inputs contain NaN or infinite values (first in sample {bad})")
+        return x
+
+    def check_labels(self, labels, n_samples: int) -> np.ndarray:
+        """Validate labels: integers in [0, n_outputs), one per sample."""
+        y = np.asarray(labels)
+        if y.shape != (n_samples,):
+            raise ShapeError(f"labels must have shape ({n_samples},), got {y.shape}")
+        if y.dtype.kind not in "iu":
+            raise ShapeError(f"labels must be integers, got dtype {y.dtype}")
+        n_out = self.config.n_outputs
+        if y.size and (y.min() < 0 or y.max() >= n_out):
+            bad = y[(y < 0) | (y >= n_out)][0]
+            raise ShapeError(f"label {bad} is outside the classes 0..{n_out - 1}")
+        return y.astype(np.int64, copy=False)
+
+    def check_classes(self, classes) -> np.ndarray | None:
+        """Validate an optional subset of competing classes (split benchmarks)."""
+        if classes is None:
+            return None
+        cls = np.asarray(classes, dtype=np.int64).reshape(-1)
+        n_out = self.config.n_outputs
+        if cls.size == 0 or cls.min() < 0 or cls.max() >= n_out or np.unique(cls).size != cls.size:
+            raise ShapeError(f"classes must be distinct ids in 0..{n_out - 1}, got {cls.tolist()}")
+        return cls
+
+    # ----------------------------------------------------------------- computation
+    def encode(self, x) -> np.ndarray:
+        """Encoder activity h (B, n_units) for validated or raw inputs."""
+        h, _ = layers.sparse_encoder_forward(self.check_inputs(x), self.encoder_indices, self.kernels)
+        return h
+
+    def forward(self, x, task_id: int) -> np.ndarray:
+        """Logits (B, n_outputs) of task ``task_id``."""
+        ctx = self.task(task_id)
+        return self.logits_from_activity(self.encode(x), ctx)
+
+    def logits_from_activity(self, h, ctx: TaskContext) -> np.ndarray:
+        """Logits from encoder activity h (B, n_units): skip the encoder when h is known."""
+        return self.kernels.modulated_forward(h, ctx.gains, float(ctx.strength[0]), self.readout)
+
+    def loss_and_grads(self, x, labels, task_id: int, classes=None):
+        """Mean cross-entropy of task ``task_id`` and its gradients.
+
+        Parameters
+        ----------
+        x : (B, n_inputs)
+        labels : (B,) integers
+        task_id : int
+        classes : optional sequence of class ids; when given only those logits compete
+            (task-incremental split benchmarks) and every label must be one of them.
+
+        Returns
+        -------
+        loss : float
+        grads : dict with ``"gains"`` (n_units,) and ``"strength"`` (1,)
+        n_correct : int, correct predictions in the batch
+        """
+        x = self.check_inputs(x)
+        y = self.check_labels(labels, x.shape[0])
+        h, _ = layers.sparse_encoder_forward(x, self.encoder_indices, self.kernels)
+        return self.loss_and_grads_from_activity(h, y, self.task(task_id), self.check_classes(classes))
+
+    def loss_and_grads_batch(self, x, labels, task_id: int, classes=None):
+        """:meth:`loss_and_grads` on inputs, labels and classes already validated.
+
+        The training hot path: the fused kernels run the encoder inside the readout, so the
+        encoder activity is never materialised.
+        """
+        ctx = self.tasks[task_id]
+        logits = self.kernels.task_logits(
+            x, self.encoder_indices, ctx.gains[None, :], ctx.strength, self.readout
+        )[0]
+        loss, dlogits, n_correct = _loss_and_dlogits(logits, labels, classes)
+        dc, ds = self.kernels.context_grads(
+            x, self.encoder_indices, ctx.gains, float(ctx.strength[0]), self.readout,
+            dlogits.astype(self.dtype, copy=False),
+        )
+        return loss, {"gains": dc, "strength": np.array([ds], dtype=self.dtype)}, n_correct
+
+    def loss_and_grads_from_activity(self, h, labels, ctx: TaskContext, classes=None):
+        """:meth:`loss_and_grads` from encoder activity h (B, n_units) and validated labels.
+
+        Used when the encoder output is already known (a cached encoded training set).
+        """
+        s = float(ctx.strength[0])
+        logits = self.kernels.modulated_forward(h, ctx.gains, s, self.readout)
+        loss, dlogits, n_correct = _loss_and_dlogits(logits, labels, classes)
+        dc, ds = self.kernels.modulated_param_grads(
+            dlogits.astype(self.dtype, copy=False), h, ctx.gains, s, self.readout
+        )
+        return loss, {"gains": dc, "strength": np.array([ds], dtype=self.dtype)}, n_correct
+
+    def predict(self, x, task_id: int, classes=None, batch_size: int = 1024) -> np.ndarray:
+        """Predicted class ids (B,) under task ``task_id``'s context."""
+        x = self.check_inputs(x)
+        ctx = self.task(task_id)
+        classes = self.check_classes(classes)
+        out = np.empty(x.shape[0], dtype=np.int64)
+        for start in range(0, x.shape[0], batch_size):
+            logits = self.kernels.task_logits(
+                x[start : start + batch_size], self.encoder_indices, ctx.gains[None, :],
+                ctx.strength, self.readout,
+            )[0]
+            out[start : start + batch_size] = _argmax(logits, classes)
+        return out
+
+    def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
+        """Accuracy in [0, 1] of task ``task_id`` on (x, labels)."""
+        x = self.check_inputs(x)
+        y = self.check_labels(labels, x.shape[0])
+        if x.shape[0] == 0:
+            raise ShapeError("cannot evaluate on an empty set")
+        return float((self.predict(x, task_id, classes, batch_size) == y).mean())
+
+    def evaluate_tasks(self, x, labels, task_ids=None, batch_size: int = 1024) -> np.ndarray:
+        """Accuracy of several tasks on the same inputs, sharing one encoder pass per batch.
+
+        Returns
+        -------
+        acc : (len(task_ids),) float64
+        """
+        x = self.check_inputs(x)
+        y = self.check_labels(labels, x.shape[0])
+        ids = list(range(self.n_tasks)) if task_ids is None else list(task_ids)
+        contexts = [self.task(t) for t in ids]
+        if not contexts or x.shape[0] == 0:
+            raise ShapeError("evaluate_tasks needs at least one task and one sample")
+        gains = np.stack([ctx.gains for ctx in contexts])
+        strengths = np.concatenate([ctx.strength for ctx in contexts])
+        correct = np.zeros(len(ids), dtype=np.int64)
+        for start in range(0, x.shape[0], batch_size):
+            logits = self.kernels.task_logits(
+                x[start : start + batch_size], self.encoder_indices, gains, strengths, self.readout
+            )
+            correct += (logits.argmax(axis=2) == y[start : start + batch_size]).sum(axis=1)
+        return correct / x.shape[0]
+
+
+def _loss_and_dlogits(logits, labels, classes):
+    """Cross-entropy over the competing classes: (loss, dlogits (B, n_out), n_correct)."""
+    if classes is None:
+        loss, cache = softmax_cross_entropy_forward(logits, labels)
+        dlogits = softmax_cross_entropy_backward(1.0, cache)
+        return loss, dlogits, int((logits.argmax(axis=1) == labels).sum())
+    sub_logits, sub_labels = _restrict(logits, labels, classes)
+    loss, cache = softmax_cross_entropy_forward(sub_logits, sub_labels)
+    dlogits = np.zeros_like(logits)
+    dlogits[:, classes] = softmax_cross_entropy_backward(1.0, cache)  # the rest do not compete
+    return loss, dlogits, int((sub_logits.argmax(axis=1) == sub_labels).sum())
+
+
+def _restrict(logits, labels, classes):
+    """Keep only the competing classes' logits and renumber labels to their positions."""
+    position = np.full(logits.shape[1], -1, dtype=np.int64)
+    position[classes] = np.arange(classes.size)
+    sub_labels = position[labels]
+    if (sub_labels < 0).any():
+        bad = labels[sub_labels < 0][0]
+        raise ShapeError(f"label {bad} is not among this task's classes {classes.tolist()}")
+    return logits[:, classes], sub_labels
+
+
+def _argmax(logits, classes):
+    if classes is None:
+        return logits.argmax(axis=1)
+    return classes[logits[:, classes].argmax(axis=1)]
+
+
+class FlyNet(ModulatedNetwork):
+    """The reference architecture of the paper: 784 -> 7840 (k = 7) -> 10.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the fixed weights and of every task's initial context.
+    backend : {"numpy", "cpu", "cuda"}
+    dtype : {"float32", "float64"}
+    """
+
+    def __init__(self, seed: int = 0, backend: str = "cpu", dtype: str = "float32"):
+        super().__init__(NetworkConfig.flynet(seed, dtype), backend)

@@ -1,0 +1,75 @@
+"""Figures: the accuracy matrix as a heatmap and every task's accuracy as tasks are added."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from .atomic import atomic_write_bytes
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works on machines without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_accuracy_matrix(ax, acc_matrix, title="accuracy matrix"):
+    """Heatmap of R[i, j] (row: after training task i; column: evaluated on task j)."""
+    R = np.asarray(acc_matrix, dtype=float)
+    T = R.shape[0]
+    image = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap="viridis")
+    ax.set_xlabel("evaluated on task j")
+    ax.set_ylabel("after training task i")
+    ax.set_title(title)
+    ticks = np.arange(T) if T <= 12 else np.linspace(0, T - 1, 7).astype(int)
+    ax.set_xticks(ticks, [str(t + 1) for t in ticks])
+    ax.set_yticks(ticks, [str(t + 1) for t in ticks])
+    if T <= 8:
+        for i in range(T):
+            for j in range(i + 1):
+                ax.text(j, i, f"{R[i, j]:.3f}", ha="center", va="center",
+                        color="white" if R[i, j] < 0.6 else "black", fontsize=8)
+    return image
+
+
+def draw_task_curves(ax, acc_matrix):
+    """Each task's accuracy after every later task: flat lines mean no forgetting."""
+    R = np.asarray(acc_matrix, dtype=float)
+    T = R.shape[0]
+    steps = np.arange(1, T + 1)
+    for j in range(T):
+        ax.plot(steps[j:], R[j:, j], marker="o", ms=3, label=f"task {j + 1}" if T <= 10 else None)
+    ax.plot(steps, [np.nanmean(R[i, : i + 1]) for i in range(T)], "k--", lw=2, label="average")
+    ax.set_xticks(steps if T <= 12 else np.linspace(1, T, 7).astype(int))
+    low, high = np.nanmin(R), np.nanmax(R)
+    ax.set_ylim(max(0.0, low - 0.1), min(1.0, high + 0.05))  # flat lines stay visibly flat
+    ax.set_xlabel("tasks learned")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("accuracy of each task as tasks are added")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+
+
+def save_figure(fig, path) -> str:
+    """Render a figure to PNG and write it atomically; returns the path."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return str(atomic_write_bytes(path, buffer.getvalue()))
+
+
+def plot_continual_run(acc_matrix, path, title="") -> str:
+    """Accuracy-matrix heatmap beside per-task accuracy curves, saved as a PNG at ``path``."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    image = draw_accuracy_matrix(left, acc_matrix)
+    fig.colorbar(image, ax=left, fraction=0.046, label="test accuracy")
+    draw_task_curves(right, acc_matrix)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

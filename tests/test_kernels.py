@@ -1,0 +1,127 @@
+"""Every fast kernel against the NumPy reference, and the reference against first principles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nmnp.errors import BackendError
+from nmnp.kernels import KERNELS, get_backend, reference
+
+# float32 kernels reassociate sums (fastmath): compare with tolerances, never bitwise.
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+def random_problem(rng, B, n_in, n_units, k, n_out, dtype):
+    x = rng.normal(size=(B, n_in)).astype(dtype)
+    idx = np.sort(np.argsort(rng.random((n_units, n_in)), axis=1)[:, :k], axis=1).astype(np.int32)
+    c = rng.normal(size=n_units).astype(dtype)
+    W = rng.uniform(-1, 1, size=(n_out, n_units)).astype(dtype)
+    return x, idx, c, 0.7, W
+
+
+def dense_encoder_matrix(idx, n_in):
+    """The binary matrix the fast path never builds: an independent oracle for tests."""
+    E = np.zeros((idx.shape[0], n_in))
+    E[np.arange(idx.shape[0])[:, None], idx] = 1.0
+    return E
+
+
+def test_reference_encoder_matches_dense_formulation(rng):
+    x, idx, *_ = random_problem(rng, 6, 20, 30, 4, 3, np.float64)
+    m = x @ dense_encoder_matrix(idx, 20).T
+    expected = np.maximum(m - m.mean(axis=1, keepdims=True), 0)
+    np.testing.assert_allclose(reference.encoder_forward(x, idx), expected, rtol=1e-12)
+
+
+def test_reference_encoder_backward_matches_dense_formulation(rng):
+    x, idx, *_ = random_problem(rng, 5, 12, 9, 3, 3, np.float64)
+    h = reference.encoder_forward(x, idx)
+    dh = rng.normal(size=h.shape)
+    dz = dh * (h > 0)
+    dm = dz - dz.mean(axis=1, keepdims=True)
+    expected = dm @ dense_encoder_matrix(idx, 12)
+    np.testing.assert_allclose(reference.encoder_backward(dh, h, idx, 12), expected, rtol=1e-12)
+
+
+def test_reference_modulated_layer_matches_explicit_task_matrix(rng):
+    x, idx, c, s, W = random_problem(rng, 4, 10, 8, 3, 5, np.float64)
+    h = reference.encoder_forward(x, idx)
+    effective = s * W * c[None, :]  # the per-task matrix, formed here only as an oracle
+    np.testing.assert_allclose(reference.modulated_forward(h, c, s, W), h @ effective.T, rtol=1e-12)
+
+
+SHAPES = [  # (B, n_in, n_units, k, n_out): ragged sizes, a single sample, k == n_in
+    (1, 5, 3, 2, 2),
+    (3, 7, 11, 7, 3),
+    (33, 50, 77, 5, 10),
+    (130, 784, 1000, 7, 10),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_fast_kernels_match_reference(fast_backend, shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    fast = get_backend(fast_backend)
+    x, idx, c, s, W = random_problem(rng, *shape, dtype)
+    tol = TOL[dtype]
+
+    h = fast.encoder_forward(x, idx)
+    h_ref = reference.encoder_forward(x, idx)
+    assert h.dtype == dtype and h.shape == h_ref.shape
+    np.testing.assert_allclose(h, h_ref, **tol)
+
+    dh = rng.normal(size=h_ref.shape).astype(dtype)
+    np.testing.assert_allclose(
+        fast.encoder_backward(dh, h_ref, idx, x.shape[1]),
+        reference.encoder_backward(dh, h_ref, idx, x.shape[1]),
+        **tol,
+    )
+
+    y = fast.modulated_forward(h_ref, c, s, W)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, reference.modulated_forward(h_ref, c, s, W), **tol)
+
+    dy = rng.normal(size=y.shape).astype(dtype)
+    got = fast.modulated_backward(dy, h_ref, c, s, W)
+    want = reference.modulated_backward(dy, h_ref, c, s, W)
+    for name, a, b in zip(("dh", "dc", "ds"), got, want):
+        np.testing.assert_allclose(a, b, **tol, err_msg=name)
+    dc, ds = fast.modulated_param_grads(dy, h_ref, c, s, W)
+    np.testing.assert_allclose(dc, want[1], **tol)
+    np.testing.assert_allclose(ds, want[2], **tol)
+
+
+@given(
+    B=st.integers(1, 9),
+    n_in=st.integers(1, 12),
+    n_units=st.integers(1, 40),
+    n_out=st.integers(1, 5),
+    k=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cpu_kernels_match_reference_on_random_shapes(B, n_in, n_units, n_out, k, seed):
+    k = min(k, n_in)
+    rng = np.random.default_rng(seed)
+    x, idx, c, s, W = random_problem(rng, B, n_in, n_units, k, n_out, np.float32)
+    cpu = get_backend("cpu")
+    h = reference.encoder_forward(x, idx)
+    np.testing.assert_allclose(cpu.encoder_forward(x, idx), h, **TOL[np.float32])
+    dy = rng.normal(size=(B, n_out)).astype(np.float32)
+    for a, b in zip(cpu.modulated_backward(dy, h, c, s, W), reference.modulated_backward(dy, h, c, s, W)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_every_backend_module_defines_every_kernel():
+    for name in ("numpy", "cpu"):
+        module = get_backend(name)
+        assert all(callable(getattr(module, k)) for k in KERNELS)
+        assert module.NAME == name
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(BackendError, match="unknown backend 'tpu'.*numpy, cpu, cuda"):
+        get_backend("tpu")

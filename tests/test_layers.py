@@ -1,0 +1,124 @@
+"""Gradient checks: every backward pass against central finite differences, in float64.
+
+Shapes are drawn by hypothesis (every dimension 1..5, k <= n_in); values come from a seeded
+generator so they are generic (no ties at the ReLU kink that shrinking would hunt for).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from nmnp import layers
+from nmnp.config import NetworkConfig
+from nmnp.errors import ShapeError
+from nmnp.gradcheck import GradientCheckError, check_gradient
+from nmnp.model import ModulatedNetwork
+
+dims = st.integers(1, 5)
+
+
+@st.composite
+def encoder_problems(draw):
+    n_in, n_units, B = draw(dims), draw(dims), draw(dims)
+    k = draw(st.integers(1, n_in))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    idx = np.sort(np.argsort(rng.random((n_units, n_in)), axis=1)[:, :k], axis=1).astype(np.int32)
+    return rng.normal(size=(B, n_in)), idx, rng
+
+
+def away_from_kink(x, idx):
+    """Finite differences are only valid where no unit sits on the ReLU kink (z == 0 exactly
+    is fine: such a unit is constant-zero on both sides of the step)."""
+    m = x[:, idx].sum(axis=2)
+    z = np.abs(m - m.mean(axis=1, keepdims=True))
+    return bool(np.all((z == 0) | (z > 1e-4)))
+
+
+@given(problem=encoder_problems())
+def test_encoder_input_gradient(backend, problem):
+    x, idx, rng = problem
+    assume(away_from_kink(x, idx))
+    h, cache = layers.sparse_encoder_forward(x, idx, backend)
+    dh = rng.normal(size=h.shape)
+    dx = layers.sparse_encoder_backward(dh, cache)["x"]
+    f = lambda v: layers.sparse_encoder_forward(v, idx, backend)[0]
+    check_gradient(f, x, dx, dh, name="encoder x")
+
+
+@given(B=dims, n=dims, n_out=dims, seed=st.integers(0, 2**32 - 1))
+def test_modulated_layer_gradients(backend, B, n, n_out, seed):
+    rng = np.random.default_rng(seed)
+    x, c = rng.normal(size=(B, n)), rng.normal(size=n)
+    s, W = rng.normal(size=1), rng.normal(size=(n_out, n))
+    y, cache = layers.modulated_linear_forward(x, c, s, W, backend)
+    dy = rng.normal(size=y.shape)
+    grads = layers.modulated_linear_backward(dy, cache)
+    fwd = lambda x_, c_, s_: layers.modulated_linear_forward(x_, c_, s_, W, backend)[0]
+    check_gradient(lambda v: fwd(v, c, s), x, grads["x"], dy, name="modulated x")
+    check_gradient(lambda v: fwd(x, v, s), c, grads["gains"], dy, name="gains")
+    check_gradient(lambda v: fwd(x, c, v), s, grads["strength"], dy, name="strength")
+
+
+@given(
+    n_in=dims, n_units=dims, n_out=st.integers(2, 5), B=dims,
+    k=dims, seed=st.integers(0, 2**16), with_classes=st.booleans(),
+)
+def test_whole_network_context_gradients(backend, n_in, n_units, n_out, B, k, seed, with_classes):
+    """dLoss/dgains and dLoss/dstrength of the full network (encoder + readout + loss)."""
+    net = ModulatedNetwork(NetworkConfig(n_in, n_units, min(k, n_in), n_out, seed, "float64"), backend)
+    t = net.add_task()
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(B, n_in))
+    classes = np.array([0, n_out - 1]) if with_classes else None
+    y = rng.choice(classes, size=B) if with_classes else rng.integers(0, n_out, size=B)
+    _, grads, _ = net.loss_and_grads(x, y, t, classes)
+    ctx = net.tasks[t]
+
+    def loss_with(param, value):
+        saved = ctx.params()[param].copy()
+        ctx.params()[param][...] = value
+        try:
+            return net.loss_and_grads(x, y, t, classes)[0]
+        finally:
+            ctx.params()[param][...] = saved
+
+    check_gradient(lambda v: loss_with("gains", v), ctx.gains.copy(), grads["gains"], 1.0, name="gains")
+    check_gradient(lambda v: loss_with("strength", v), ctx.strength.copy(), grads["strength"], 1.0, name="strength")
+
+
+def test_checker_rejects_a_wrong_gradient(rng):
+    """A checker that cannot fail proves nothing: feed it plausible-looking wrong gradients."""
+    x, c, s, W = rng.normal(size=(3, 4)), rng.normal(size=4), np.array([1.5]), rng.normal(size=(2, 4))
+    y, cache = layers.modulated_linear_forward(x, c, s, W, "numpy")
+    dy = rng.normal(size=y.shape)
+    right = layers.modulated_linear_backward(dy, cache)["gains"]
+    f = lambda v: layers.modulated_linear_forward(x, v, s, W, "numpy")[0]
+    check_gradient(f, c, right, dy)  # passes
+    forgot_strength = right / s  # a classic slip: dropping the factor s
+    with pytest.raises(GradientCheckError, match=r"gradient of gains is wrong.*received .* expected"):
+        check_gradient(f, c, forgot_strength, dy, name="gains")
+    tiny_slip = right * (1 + 1e-4)  # even a 0.01 % error is caught
+    with pytest.raises(GradientCheckError):
+        check_gradient(f, c, tiny_slip, dy)
+
+
+def test_backward_is_pure(backend, rng):
+    x, c, s, W = rng.normal(size=(3, 4)), rng.normal(size=4), 0.5, rng.normal(size=(2, 4))
+    _, cache = layers.modulated_linear_forward(x, c, s, W, backend)
+    dy = rng.normal(size=(3, 2))
+    first, second = layers.modulated_linear_backward(dy, cache), layers.modulated_linear_backward(dy, cache)
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_layer_shape_errors_name_the_problem(rng):
+    x = rng.normal(size=(3, 4))
+    with pytest.raises(ShapeError, match=r"gains have shape \(5,\), expected \(4,\)"):
+        layers.modulated_linear_forward(x, np.ones(5), 1.0, np.ones((2, 4)))
+    with pytest.raises(ShapeError, match=r"weight has shape \(2, 3\)"):
+        layers.modulated_linear_forward(x, np.ones(4), 1.0, np.ones((2, 3)))
+    with pytest.raises(ShapeError, match="encoder input must be 2-D"):
+        layers.sparse_encoder_forward(np.ones(4), np.zeros((2, 1), np.int32))

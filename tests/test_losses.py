@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from nmnp.gradcheck import check_gradient
+from nmnp.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
+
+def test_cross_entropy_matches_definition(rng):
+    z = rng.normal(size=(4, 3))
+    y = np.array([0, 2, 1, 2])
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    expected = -np.mean(np.log(p[np.arange(4), y]))
+    loss, _ = softmax_cross_entropy_forward(z, y)
+    assert loss == pytest.approx(expected, rel=1e-12)
+
+
+def test_huge_logits_do_not_overflow():
+    z = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0]], dtype=np.float32)
+    y = np.array([0, 2])
+    with np.errstate(over="raise", invalid="raise"):  # underflow to 0 is expected and fine
+        loss, cache = softmax_cross_entropy_forward(z, y)
+        d = softmax_cross_entropy_backward(1.0, cache)
+    # sample 0 is certain and right (loss 0); sample 1 puts 1/2 on each 1e4 logit, none on 2.
+    assert np.isfinite(loss) and loss == pytest.approx((0 + (1e4 + np.log(2))) / 2, rel=1e-6)
+    np.testing.assert_allclose(d, [[0, 0, 0], [0.25, 0.25, -0.5]], atol=1e-6)
+
+
+def test_cross_entropy_gradient(rng):
+    z = rng.normal(size=(5, 4))
+    y = rng.integers(0, 4, size=5)
+    _, cache = softmax_cross_entropy_forward(z, y)
+    dloss = 1.7
+    analytic = softmax_cross_entropy_backward(dloss, cache)
+    check_gradient(lambda v: softmax_cross_entropy_forward(v, y)[0], z, analytic, dloss, name="logits")
+
+
+def test_backward_is_pure(rng):
+    z = rng.normal(size=(3, 3))
+    _, cache = softmax_cross_entropy_forward(z, np.array([0, 1, 2]))
+    np.testing.assert_array_equal(
+        softmax_cross_entropy_backward(1.0, cache), softmax_cross_entropy_backward(1.0, cache)
+    )
