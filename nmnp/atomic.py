@@ -41,6 +41,7 @@ def atomic_write_bytes(path, data: bytes, *, _before_rename=None) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _mode_for(path))
         if _before_rename is not None:
             _before_rename(tmp)
         os.replace(tmp, path)
@@ -52,6 +53,17 @@ def atomic_write_bytes(path, data: bytes, *, _before_rename=None) -> Path:
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """Keep an existing file's permissions; a new file gets the usual 0666 & ~umask
+    (mkstemp's private 0600 would surprise anyone sharing results)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_json(path, obj) -> Path:
