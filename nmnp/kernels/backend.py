@@ -51,7 +51,10 @@ def get_backend(backend: "str | ModuleType") -> ModuleType:
         raise BackendError(
             f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    module = importlib.import_module(_MODULES[backend])
+    try:
+        module = importlib.import_module(_MODULES[backend])
+    except ImportError as err:  # e.g. numba-cuda not installed
+        raise BackendError(f"backend {backend!r} cannot be imported here: {err}") from err
     check = getattr(module, "check_available", None)
     if check is not None:
         check()  # raises BackendError with a sentence saying what is missing

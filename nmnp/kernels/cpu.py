@@ -285,3 +285,12 @@ def context_grads(x, idx, c, s, W, dlogits):
     gh = np.empty(idx.shape[0], dtype=np.float64)
     _fused_context_grads(xT, idx, mean, W, dlT, gh, _unit_blocks(idx.shape[0]))
     return (s * gh).astype(x.dtype), float(np.dot(c, gh))
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def stream_sum(a):
+    """Sum of a 1-D array, read once in parallel: the benchmark's memory-bandwidth probe."""
+    total = 0.0
+    for i in prange(a.size):
+        total += a[i]
+    return total

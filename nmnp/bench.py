@@ -1,0 +1,325 @@
+"""``python -m nmnp.bench``: how fast nmnp trains and infers, and how close to the machine's limit.
+
+Every figure is a median over repeats (with min and max), measured after a warm-up that
+compiles the JIT kernels, and printed next to the machine, the thread count and the library
+versions. Sections:
+
+* peaks: single-precision matrix-multiply GFLOP/s (BLAS) and streaming read GB/s, measured here;
+* training: samples/s through forward, backward and the optimiser step, per backend, batch
+  size and thread count, with a roofline line (work per sample against the measured peaks);
+* inference: one task, and T tasks evaluated on the same batch;
+* scaling (``--scaling``): training time against encoder width and batch size;
+* pytorch: the authors' dense formulation, if PyTorch happens to be installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from .config import NetworkConfig
+from .errors import BackendError, NmnpError
+from .model import ModulatedNetwork
+from .optim import make_optimizer
+from .system import describe_machine, set_threads
+
+# ----------------------------------------------------------------------------- work counts
+
+
+def training_flops_per_sample(config: NetworkConfig) -> int:
+    """Arithmetic operations one training sample needs at minimum (float adds/multiplies).
+
+    Encoder: ``n k`` adds for the gather-sums, ``2 n`` for centring and ReLU. Readout
+    forward: ``n`` to modulate plus ``2 n n_out`` multiply-adds. Backward: ``2 n n_out`` for
+    ``g = dlogits W`` and ``2 n`` for ``dc = s sum_b g h``. The softmax and the optimiser are
+    O(n_out) and O(n / batch) per sample and are left out. FlyNet: 407,680.
+    """
+    n, k, o = config.n_units, config.inputs_per_unit, config.n_outputs
+    return n * k + 2 * n + n + 2 * n * o + 2 * n * o + 2 * n
+
+
+def training_bytes_per_sample(config: NetworkConfig, batch_size: int) -> float:
+    """Bytes one training sample must move from memory at minimum (float32).
+
+    The sample's input (``4 n_in``) and label, plus its share of what every step reads
+    once: the encoder indices (``4 n k``), the readout (``4 n n_out``) and the context
+    (``4 n``, read and written) divided by the batch size.
+    """
+    n, k, o = config.n_units, config.inputs_per_unit, config.n_outputs
+    shared = 4 * n * k + 4 * n * o + 2 * 4 * n
+    return 4 * config.n_inputs + 8 + shared / batch_size
+
+
+def inference_flops_per_sample(config: NetworkConfig, n_tasks: int = 1) -> int:
+    """Encoder once, then one modulated readout per task."""
+    n, k, o = config.n_units, config.inputs_per_unit, config.n_outputs
+    return n * k + 2 * n + n_tasks * (n + 2 * n * o)
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _timed(fn, repeats: int) -> dict:
+    """Median/min/max seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median": float(np.median(times)), "min": float(min(times)), "max": float(max(times))}
+
+
+def _rate(count: float, seconds: dict) -> dict:
+    """Convert seconds (median/min/max) into a rate; the fastest run gives the max rate."""
+    return {
+        "median": count / seconds["median"],
+        "min": count / seconds["max"],
+        "max": count / seconds["min"],
+    }
+
+
+def measure_peaks(repeats: int = 5, size: int = 1024) -> dict:
+    """The machine's measured limits for this kind of work, with every thread in use.
+
+    ``sgemm_gflops``: a float32 (size x size) matrix product through NumPy's BLAS.
+    ``stream_gbs``: a parallel Numba sum over a 256 MiB float32 array (read bandwidth).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .kernels.cpu import stream_sum
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    with threadpool_limits(limits=None, user_api="blas"):
+        t = _timed(lambda: a @ a, repeats)
+    big = np.ones(64 * 2**20, dtype=np.float32)
+    s = _timed(lambda: stream_sum(big), repeats)
+    return {
+        "sgemm_gflops": 2 * size**3 / t["median"] / 1e9,
+        "stream_gbs": big.nbytes / s["median"] / 1e9,
+    }
+
+
+def _inputs(config: NetworkConfig, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, config.n_inputs)).astype(np.float32)
+    return x, rng.integers(0, config.n_outputs, n)
+
+
+def measure_training(backend: str, config: NetworkConfig, batch_size: int, repeats: int, steps: int) -> dict:
+    """Samples/s of full training steps (fused forward + backward + RMSprop)."""
+    net = ModulatedNetwork(config, backend)
+    t = net.add_task()
+    optimizer = make_optimizer("rmsprop", net.trainable_params(t), 0.01)
+    x, y = _inputs(config, batch_size * steps)
+    batches = [(x[i * batch_size : (i + 1) * batch_size], y[i * batch_size : (i + 1) * batch_size]) for i in range(steps)]
+
+    def run():
+        for xb, yb in batches:
+            _, grads, _ = net.loss_and_grads_batch(xb, yb, t)
+            optimizer.step(grads)
+
+    seconds = _timed(run, repeats)
+    return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds}
+
+
+def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_tasks: int, repeats: int) -> dict:
+    """Samples/s of evaluating ``n_tasks`` stored tasks on one batch (one encoder pass)."""
+    net = ModulatedNetwork(config, backend)
+    for _ in range(n_tasks):
+        net.add_task()
+    x, _ = _inputs(config, batch_size)
+    gains = np.stack([c.gains for c in net.tasks])
+    strengths = np.concatenate([c.strength for c in net.tasks])
+    kernels, idx, W = net.kernels, net.encoder_indices, net.readout
+    seconds = _timed(lambda: kernels.task_logits(x, idx, gains, strengths, W).argmax(axis=2), repeats)
+    return {"samples_per_second": _rate(batch_size, seconds), "seconds": seconds}
+
+
+def measure_torch_dense(config: NetworkConfig, batch_size: int, repeats: int, steps: int, threads: int):
+    """The authors' formulation: dense binary encoder matmul + autograd + RMSprop (PyTorch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    net = ModulatedNetwork(config, "numpy")
+    dense = torch.zeros(config.n_units, config.n_inputs)
+    dense[torch.arange(config.n_units)[:, None], torch.from_numpy(net.encoder_indices.astype(np.int64))] = 1.0
+    W = torch.from_numpy(net.readout.copy())
+    c = torch.nn.Parameter(torch.randn(config.n_units) * (2 / (config.n_units + 1)) ** 0.5)
+    s = torch.nn.Parameter(torch.randn(1))
+    opt = torch.optim.RMSprop([c, s], lr=0.01)
+    x, y = _inputs(config, batch_size * steps)
+    xs = torch.from_numpy(x).split(batch_size)
+    ys = torch.from_numpy(y).split(batch_size)
+
+    def run():
+        for xb, yb in zip(xs, ys):
+            m = xb @ dense.T
+            h = torch.relu(m - m.mean(dim=1, keepdim=True))
+            loss = torch.nn.functional.cross_entropy(s * (h * c) @ W.T, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    seconds = _timed(run, repeats)
+    return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds, "torch": torch.__version__}
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _fmt_rate(r: dict) -> str:
+    return f"{r['median']:>12,.0f}  [{r['min']:,.0f} .. {r['max']:,.0f}]"
+
+
+def run_bench(args) -> dict:
+    backends = args.backends.split(",")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    all_threads = set_threads(None)
+    thread_counts = sorted({1, all_threads}) if args.threads == "both" else [int(args.threads)]
+    config = NetworkConfig.flynet() if not args.units else NetworkConfig(784, args.units, 7, 10, 0)
+    out = {"machine": describe_machine(), "config": config.to_dict(), "repeats": args.repeats}
+    say = print
+
+    say("nmnp bench, FlyNet preset" if not args.units else f"nmnp bench, {args.units} units")
+    m = out["machine"]
+    say(f"machine: {m['cpu']}, {m['cores']} cores, SIMD {'/'.join(m['simd']) or 'n/a'}; "
+        f"python {m['python']}, numpy {m['numpy']}, numba {m['numba']}")
+    peaks = measure_peaks(args.repeats)
+    out["peaks"] = peaks
+    say(f"measured peaks ({all_threads} threads): sgemm {peaks['sgemm_gflops']:.1f} GFLOP/s, "
+        f"streaming read {peaks['stream_gbs']:.1f} GB/s")
+    flops = training_flops_per_sample(config)
+    say(f"work per training sample: {flops:,} flops (see training_flops_per_sample)")
+
+    out["training"] = []
+    say("\ntraining samples/s: median [min .. max]")
+    for backend in backends:
+        for threads in thread_counts:
+            set_threads(threads)
+            for bs in batch_sizes:
+                try:
+                    steps = max(1, min(args.steps, (args.samples // bs) or 1))
+                    r = measure_training(backend, config, bs, args.repeats, steps)
+                except BackendError as err:
+                    say(f"  {backend}: skipped ({err})")
+                    break
+                nbytes = training_bytes_per_sample(config, bs)
+                limit = min(peaks["sgemm_gflops"] * 1e9 / flops, peaks["stream_gbs"] * 1e9 / nbytes)
+                if threads != all_threads:  # the peaks were measured with every thread
+                    limit *= threads / all_threads
+                r.update(backend=backend, threads=threads, batch_size=bs,
+                         roofline_samples_per_second=limit,
+                         roofline_fraction=r["samples_per_second"]["median"] / limit)
+                out["training"].append(r)
+                say(f"  {backend:>5} {threads:>2} thr  batch {bs:>5}: {_fmt_rate(r['samples_per_second'])}"
+                    f"   {r['roofline_fraction']:6.1%} of roofline ({limit:,.0f}/s)")
+    set_threads(all_threads)
+
+    out["inference"] = []
+    say(f"\ninference samples/s ({all_threads} threads, batch {args.inference_batch}): median [min .. max]")
+    for backend in backends:
+        for n_tasks in (1, 36):
+            try:
+                r = measure_inference(backend, config, args.inference_batch, n_tasks, args.repeats)
+            except BackendError:
+                break
+            r.update(backend=backend, tasks=n_tasks, batch_size=args.inference_batch)
+            out["inference"].append(r)
+            say(f"  {backend:>5} {n_tasks:>3} task(s): {_fmt_rate(r['samples_per_second'])}")
+        pair = [r for r in out["inference"] if r["backend"] == backend]
+        if len(pair) == 2:
+            ratio = pair[1]["seconds"]["median"] / pair[0]["seconds"]["median"]
+            say(f"  {backend:>5} evaluating 36 tasks costs {ratio:.2f} x one task")
+
+    ratios = {}
+    fast = {(r["backend"], r["threads"], r["batch_size"]): r["samples_per_second"]["median"] for r in out["training"]}
+    for bs in batch_sizes:
+        if ("cpu", all_threads, bs) in fast and ("numpy", all_threads, bs) in fast:
+            ratios[f"cpu/numpy batch {bs}"] = fast[("cpu", all_threads, bs)] / fast[("numpy", all_threads, bs)]
+    if args.torch:
+        out["pytorch"] = []
+        for bs in batch_sizes:
+            r = measure_torch_dense(config, bs, args.repeats, max(1, min(args.steps, args.samples // bs)), all_threads)
+            if r is None:
+                say("\npytorch: not installed, dense comparison skipped")
+                break
+            r.update(batch_size=bs, threads=all_threads)
+            out["pytorch"].append(r)
+            say(f"  torch dense {all_threads} thr batch {bs:>5}: {_fmt_rate(r['samples_per_second'])}")
+            if ("cpu", all_threads, bs) in fast:
+                ratios[f"cpu/torch-dense batch {bs}"] = fast[("cpu", all_threads, bs)] / r["samples_per_second"]["median"]
+    out["ratios"] = ratios
+    if ratios:
+        say("\nratios measured in this run (medians): " + ", ".join(f"{k} = {v:.1f}x" for k, v in ratios.items()))
+    if args.scaling:
+        out["scaling"] = run_scaling(args, all_threads, say)
+    return out
+
+
+def run_scaling(args, threads: int, say) -> dict:
+    """Training time per sample against encoder width and batch size (cpu backend)."""
+    scaling = {"threads": threads, "units": [], "batch": []}
+    say(f"\nscaling (cpu, {threads} threads): training samples/s against encoder units, batch 128")
+    for units in (784, 1960, 3920, 7840, 15680, 31360):
+        cfg = NetworkConfig(784, units, 7, 10, 0)
+        r = measure_training("cpu", cfg, 128, args.repeats, max(1, args.samples // 128))
+        scaling["units"].append({"units": units, **r})
+        say(f"  {units:>6} units: {_fmt_rate(r['samples_per_second'])}")
+    say("scaling: training samples/s against batch size, FlyNet")
+    for bs in (1, 8, 32, 128, 512, 1024, 4096):
+        r = measure_training("cpu", NetworkConfig.flynet(), bs, args.repeats, max(1, min(64, args.samples // bs)))
+        scaling["batch"].append({"batch_size": bs, **r})
+        say(f"  batch {bs:>5}: {_fmt_rate(r['samples_per_second'])}")
+    say("scaling: evaluating T stored tasks on one batch of 1024, FlyNet")
+    scaling["tasks"] = []
+    base = None
+    for T in (1, 4, 16, 36, 64, 256):
+        r = measure_inference("cpu", NetworkConfig.flynet(), 1024, T, args.repeats)
+        base = base or r["seconds"]["median"]
+        scaling["tasks"].append({"tasks": T, **r, "cost_vs_one_task": r["seconds"]["median"] / base})
+        say(f"  {T:>4} tasks: {r['seconds']['median'] * 1e3:8.2f} ms per batch ({r['seconds']['median'] / base:5.2f} x one task)")
+    return scaling
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nmnp.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--backends", default="numpy,cpu,cuda", help="comma-separated (default numpy,cpu,cuda)")
+    p.add_argument("--batch-sizes", default="1,32,128,1024")
+    p.add_argument("--threads", default="both", help="'both' (1 and all) or a number")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (at most)")
+    p.add_argument("--samples", type=int, default=4096, help="samples per timed repeat (at most)")
+    p.add_argument("--inference-batch", type=int, default=1024)
+    p.add_argument("--units", type=int, default=None, help="encoder units (default: FlyNet's 7840)")
+    p.add_argument("--scaling", action="store_true", help="also run the scaling tables")
+    p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch comparison")
+    p.add_argument("--json", default=None, help="write every figure here")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.json:
+            from .atomic import check_output_path
+
+            check_output_path(args.json)
+        out = run_bench(args)
+        if args.json:
+            from .atomic import atomic_write_json
+
+            print(f"\nresults: {atomic_write_json(args.json, out)}")
+    except NmnpError as err:
+        print(f"nmnp.bench: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
