@@ -10,5 +10,6 @@ __version__ = "0.1.0"
 from .config import NetworkConfig  # noqa: E402
 from .errors import NmnpError  # noqa: E402
 from .model import FlyNet, ModulatedNetwork, TaskContext  # noqa: E402
+from .checkpoint import load  # noqa: E402
 
-__all__ = ["FlyNet", "ModulatedNetwork", "NetworkConfig", "NmnpError", "TaskContext", "__version__"]
+__all__ = ["FlyNet", "ModulatedNetwork", "NetworkConfig", "NmnpError", "TaskContext", "__version__", "load"]

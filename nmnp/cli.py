@@ -2,17 +2,31 @@
 
 Every problem with the user's input ends the program with a one-line message naming it and
 a non-zero exit status, never a stack trace.
+
+``run --checkpoint PATH`` saves the network and the run after every task (see
+:mod:`nmnp.checkpoint`); ``run --resume PATH`` continues such a run from its last finished
+task with the configuration stored in it (options that would change the run are refused).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 
+import numpy as np
+
 from .atomic import atomic_write_json, check_output_path
-from .errors import NmnpError
-from .experiment import BENCHMARKS, INTERPOLATIONS, ExperimentConfig, format_row, run_experiment, zero_forgetting
-from .kernels import BACKENDS
+from .data.datasets import get_spec
+from .errors import ConfigError, NmnpError, TrainingError
+from .experiment import (
+    BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, ExperimentConfig, format_row, run_experiment,
+    stored_run_config, zero_forgetting,
+)
+from .kernels import BACKENDS, get_backend
+from .presets import PRESETS, get_preset, resolve_config
+from .strategies import STRATEGIES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +62,32 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the results here (JSON)")
     p.add_argument("--plot", default=None, help="write the accuracy figure here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="save the network and the run here after every task (atomic; refused if "
+                        "the file exists)")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="continue the run stored in this checkpoint from its last finished task; "
+                        "its configuration is used, and any run option given must agree with it "
+                        "(only --data-dir and --threads may differ); saving continues there unless "
+                        "--checkpoint names another file")
+    p.add_argument("--strategy", choices=tuple(STRATEGIES), default=None,
+                   help="learning rule on the fixed encoder: crwn (the paper's, default), finetune, "
+                        "separate or supsup (see nmnp.strategies)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="a published protocol (see nmnp.presets); flags given explicitly override it")
+    p.add_argument("--download", action="store_true",
+                   help="download the dataset into the cache if it is found nowhere")
+    # The parser records None ("not given") for every experiment option, so that a preset and
+    # each strategy's own learning rate apply unless a flag says otherwise; the values above are
+    # ExperimentConfig's, filled in by nmnp.presets.resolve_config.
+    p.set_defaults(**{name: None for name in _CONFIG_OPTIONS})
+
+
+#: The ExperimentConfig fields the run command takes as options.
+_CONFIG_OPTIONS = (
+    "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "lr",
+    "batch_size", "optimizer", "seed", "backend", "threads", "units", "k", "strategy",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,31 +95,89 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="learn a stream of tasks and report the accuracy matrix")
     _add_run_arguments(run)
+    from .compare import add_arguments as add_compare_arguments
+
+    add_compare_arguments(sub.add_parser("compare", help="run several strategies on one stream, side by side"))
     return parser
 
 
 def _config_from(args) -> ExperimentConfig:
-    return ExperimentConfig(
-        benchmark=args.benchmark, dataset=args.dataset, data_dir=args.data_dir, tasks=args.tasks,
-        step=args.step, interpolation=args.interpolation, epochs=args.epochs, lr=args.lr,
-        batch_size=args.batch_size, optimizer=args.optimizer, seed=args.seed, backend=args.backend,
-        threads=args.threads, units=args.units, k=args.k,
-    )
+    """Explicit flags, over the preset's values, over the defaults (nmnp.presets.resolve_config)."""
+    return resolve_config({name: getattr(args, name) for name in _CONFIG_OPTIONS}, args.preset)
+
+
+def _given_options(args) -> set:
+    """The experiment fields this command line sets: explicit flags and a preset's values."""
+    given = {name for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
+    if args.preset is not None:
+        preset = get_preset(args.preset)
+        given |= set(preset.values) | ({"lr"} if preset.lrs else set())
+    return given
+
+
+def _resumed_config(args, path) -> ExperimentConfig:
+    """The stored run's configuration; refuse command-line options that contradict it.
+
+    Options left out take the stored values, so ``nmnp run --resume PATH`` alone is enough;
+    repeating the original command with ``--resume PATH`` added works too.
+    """
+    stored = stored_run_config(path)
+    given = _config_from(args)
+    clashes = [
+        f"--{name.replace('_', '-')} {getattr(given, name)!r} (stored {getattr(stored, name)!r})"
+        for name in sorted(_given_options(args))
+        if name not in RESUMABLE_CHANGES and getattr(given, name) != getattr(stored, name)
+    ]
+    if clashes:
+        raise ConfigError(
+            f"cannot resume {path} with options that change its run: {', '.join(clashes)}"
+        )
+    return dataclasses.replace(stored, **{
+        name: getattr(given, name) for name in RESUMABLE_CHANGES if getattr(args, name) is not None
+    })
 
 
 def cmd_run(args) -> int:
-    config = _config_from(args)
-    for path in (args.json, args.plot):  # fail before hours of training, not after
+    config = _resumed_config(args, args.resume) if args.resume else _config_from(args)
+    if config.data_dir is not None and get_spec(config.dataset).shipped:
+        raise ConfigError(
+            f"--data-dir is only for datasets read from files; {config.dataset} is shipped with nmnp"
+        )
+    get_backend(config.backend)  # an unusable backend (cuda without a GPU) fails now, before any data
+    checkpoint = args.checkpoint or args.resume
+    for path in (args.json, args.plot, checkpoint):  # fail before hours of training, not after
         if path:
             check_output_path(path)
+    if args.download:  # fetch into the cache now; the run then finds the files there
+        from .data.datasets import load_dataset
+
+        load_dataset(config.dataset, config.data_dir, download=True)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"nmnp run: {config.benchmark} {config.dataset}, {config.tasks} task(s), "
-        f"{config.epochs} epoch(s), backend {config.backend}")
-    out = run_experiment(
-        config,
-        progress=False if args.quiet else None,
-        on_task_end=lambda result, learner: say(format_row(result)),
-    )
+        f"{config.epochs} epoch(s), backend {config.backend}"
+        + (f", resuming {args.resume}" if args.resume else ""))
+    try:
+        # A diverging run overflows before its loss turns NaN; train_task detects that and
+        # stops with one line naming task and step, so NumPy's own warnings would only repeat it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = run_experiment(
+                config,
+                progress=False if args.quiet else None,
+                on_task_end=lambda result, learner: say(format_row(result)),
+                checkpoint=checkpoint,
+                resume=args.resume,
+            )
+    except TrainingError as err:
+        if checkpoint and os.path.exists(checkpoint):
+            raise TrainingError(f"{err}; {checkpoint} still holds every task finished before") from err
+        raise
+    if args.resume:
+        before = out["resumed_from"]
+        say(f"resumed after task {before['tasks_done']} of {config.tasks}")
+        if before["threads"] not in (None, out["threads"]):
+            say(f"note: the run began on {before['threads']} thread(s) and went on with "
+                f"{out['threads']}; results agree within rounding, not bit for bit (use --threads "
+                f"{before['threads']} to match)")
     say(f"average accuracy {out['average_accuracy']:.4f}, forgetting {out['forgetting']:.4f}, "
         f"{out['samples_per_second']:,.0f} training samples/s on {out['threads']} thread(s)")
     if config.tasks > 1:
@@ -107,7 +205,9 @@ def _title(config: ExperimentConfig) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run}[args.command](args)
+        from .compare import cmd_compare
+
+        return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
     except NmnpError as err:
         print(f"nmnp: error: {err}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ so they measure the same thing the same way.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
@@ -19,7 +20,7 @@ from .continual import metrics
 from .continual.runner import ContinualResult, run_stream
 from .continual.streams import make_stream
 from .data.datasets import load_dataset
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError, NmnpError
 from .model import ModulatedNetwork
 from .system import describe_machine, set_threads
 from .train import TrainSettings
@@ -78,10 +79,16 @@ class ExperimentConfig:
 
 
 def make_learner(config: ExperimentConfig):
-    """The learner a strategy name stands for, on the fixed network of ``config``."""
-    if config.strategy == "crwn":
-        return ModulatedNetwork(config.network_config(), config.backend)
-    raise ConfigError(f"unknown strategy {config.strategy!r}; available: crwn")
+    """The learner ``config.strategy`` names, on the fixed network of ``config``.
+
+    ``"crwn"`` (the paper's model, a :class:`~nmnp.model.ModulatedNetwork`), ``"finetune"``,
+    ``"separate"`` or ``"supsup"``; see :mod:`nmnp.strategies`. Every strategy is built from
+    the same network configuration, so all share one fixed encoder. ConfigError for an
+    unknown name.
+    """
+    from .strategies import make_strategy
+
+    return make_strategy(config.strategy, config.network_config(), config.backend)
 
 
 def build_stream(config: ExperimentConfig, dataset=None):
@@ -118,6 +125,74 @@ def report(config: ExperimentConfig, learner, result: ContinualResult, stream, t
     }
 
 
+#: Fields of :class:`ExperimentConfig` a resumed run may change: where the data files are,
+#: and how many threads compute (which changes float32 rounding, not what is computed: the
+#: run is then reproducible within the tolerance of tests/test_determinism.py, not bit for bit).
+RESUMABLE_CHANGES = ("data_dir", "threads")
+
+
+def stored_run_config(path) -> ExperimentConfig:
+    """The configuration of the run a checkpoint written by :func:`run_experiment` holds.
+
+    Verifies the file (checksum, version) without regenerating the network.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is not a valid checkpoint or holds no run (e.g. one from ``model.save``).
+    """
+    from . import checkpoint
+
+    extra = checkpoint.read_extra(path)
+    if not extra or not isinstance(extra.get("experiment"), dict) or not isinstance(extra.get("result"), dict):
+        raise CheckpointError(
+            f"checkpoint {path} holds a network but no run to resume (it was not written by "
+            "`nmnp run --checkpoint`)"
+        )
+    try:
+        return ExperimentConfig.from_dict(extra["experiment"])
+    except (NmnpError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} holds an invalid run configuration ({err})") from None
+
+
+def config_differences(a: ExperimentConfig, b: ExperimentConfig, ignore=RESUMABLE_CHANGES) -> list[str]:
+    """The fields where ``a`` and ``b`` differ, as ``"name a_value vs b_value"`` strings."""
+    da, db = a.to_dict(), b.to_dict()
+    return [f"{k} {da[k]!r} vs {db[k]!r}" for k in da if k not in ignore and da[k] != db[k]]
+
+
+def _resume_state(config: ExperimentConfig, path):
+    """(learner, result, threads it ran on) of the run stored at ``path``, which must be
+    ``config``'s run."""
+    from . import checkpoint
+
+    stored = stored_run_config(path)
+    diffs = config_differences(config, stored)
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {path} with a different configuration: {'; '.join(diffs)} "
+            "(given vs stored)"
+        )
+    learner = make_learner(config)  # the same class a fresh run would use
+    if not isinstance(learner, ModulatedNetwork):
+        raise ConfigError(
+            f"checkpoints hold neuromodulated networks; strategy {config.strategy!r} cannot be resumed"
+        )
+    ck = checkpoint.read(path, into=learner)
+    try:
+        result = ContinualResult.from_dict(ck.extra["result"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} holds an unreadable run result ({err!r})") from None
+    if result.n_tasks != ck.model.n_tasks:
+        raise CheckpointError(
+            f"checkpoint {path} holds {ck.model.n_tasks} task context(s) but results for {result.n_tasks}"
+        )
+    unfrozen = [i for i, ctx in enumerate(ck.model.tasks) if not ctx.frozen]
+    if unfrozen:
+        raise CheckpointError(f"checkpoint {path} holds unfinished task(s) {unfrozen}, not a run between tasks")
+    return ck.model, result, ck.extra.get("threads")
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -126,23 +201,95 @@ def run_experiment(
     result: ContinualResult | None = None,
     progress: bool | None = None,
     on_task_end: Callable | None = None,
+    checkpoint=None,
+    resume=None,
 ) -> dict:
     """Run ``config`` and return its report (see :func:`report`).
 
-    ``learner`` and ``result`` continue a resumed run; ``on_task_end(result, learner)`` is
-    called after each task (printing, checkpointing).
+    Parameters
+    ----------
+    config : ExperimentConfig
+    dataset : Dataset, optional
+        Use this instead of loading ``config.dataset``.
+    learner, result : optional
+        Continue a run held in memory (tasks ``0..result.n_tasks-1`` already learned).
+    progress : tqdm bars (``None``: only on a terminal)
+    on_task_end : called as ``on_task_end(result, learner)`` after each task (printing).
+    checkpoint : path, optional
+        Save the network and the run (configuration, accuracy matrix) there, atomically,
+        after every task. Refused if the file exists, unless it is the one being resumed:
+        an earlier run's tasks are never overwritten by accident.
+    resume : path, optional
+        Continue the run a checkpoint holds from its last completed task, saving after every
+        task to ``checkpoint`` if given, else back to ``resume``. ``config`` must be
+        the stored configuration (only :data:`RESUMABLE_CHANGES` may differ; see
+        :func:`stored_run_config`). With the same seed, backend and thread count the final
+        accuracy matrix is bit-identical to an uninterrupted run's: shuffling and initial
+        contexts are drawn per (seed, task), not from a running generator.
+
+    Raises
+    ------
+    ConfigError
+        Bad configuration, an output folder that does not exist, an existing checkpoint
+        file, or a resume with another configuration; all before any training.
+    CheckpointError
+        A resume file that is damaged or belongs to another network.
+    TrainingError
+        The loss became non-finite; the last checkpoint (after the previous task) is intact.
     """
+    from . import checkpoint as ckpt
+    from .atomic import check_output_path
+
+    if checkpoint is None and resume is not None:
+        checkpoint = resume  # a resumed run keeps saving where it was saved
+    if checkpoint is not None:
+        check_output_path(checkpoint)
+        same_file = resume is not None and _same_file(checkpoint, resume)
+        if os.path.exists(checkpoint) and not same_file:
+            raise ConfigError(
+                f"checkpoint {checkpoint} already exists; resume that run or choose another path "
+                "(an earlier run's tasks are never overwritten)"
+            )
+    if resume is not None:
+        if learner is not None or result is not None:
+            raise ConfigError("give either resume or learner and result, not both")
+        learner, result, threads_before = _resume_state(config, resume)
     threads = set_threads(config.threads)
     stream = build_stream(config, dataset)
     learner = learner if learner is not None else make_learner(config)
+    if checkpoint is not None and not isinstance(learner, ModulatedNetwork):
+        raise ConfigError(
+            f"checkpoints hold neuromodulated networks; strategy {config.strategy!r} cannot be saved"
+        )
+    resumed_tasks = result.n_tasks if result is not None else 0
+
+    def after_task(res, lrn):
+        if checkpoint is not None:
+            ckpt.save(lrn, checkpoint, extra={
+                "experiment": config.to_dict(), "result": res.to_dict(), "threads": threads,
+            })
+        if on_task_end is not None:
+            on_task_end(res, lrn)
+
     start = time.perf_counter()
     result = run_stream(
         learner, stream, config.train_settings(), result=result,
-        progress=progress, on_task_end=on_task_end,
+        progress=progress, on_task_end=after_task,
     )
     out = report(config, learner, result, stream, threads)
     out["wall_seconds"] = time.perf_counter() - start
+    if resume is not None:
+        out["resumed_from"] = {
+            "checkpoint": os.fspath(resume), "tasks_done": resumed_tasks, "threads": threads_before,
+        }
     return out
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def format_row(result: ContinualResult) -> str:

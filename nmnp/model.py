@@ -114,6 +114,16 @@ class ModulatedNetwork:
         digest.update(np.ascontiguousarray(self.readout, dtype="<f8").tobytes())
         return digest.hexdigest()
 
+    def save(self, path, extra: dict | None = None):
+        """Write every task context to a checkpoint file (atomically); see :mod:`nmnp.checkpoint`.
+
+        The fixed weights are not stored (they regenerate from the configuration's seed), so
+        the file is about :attr:`bytes_per_task` per task. Read it back with :func:`nmnp.load`.
+        """
+        from . import checkpoint  # checkpoint imports this module
+
+        return checkpoint.save(self, path, extra)
+
     def add_task(self, name: str | None = None) -> int:
         """Append a freshly initialised context; returns its task id (0, 1, 2, ...)."""
         task_id = len(self.tasks)

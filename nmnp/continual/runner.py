@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..train import TaskTrainingReport, TrainSettings, train_task
 
 
@@ -94,6 +95,37 @@ def task_test_set(stream, task_index: int, classes_of: dict):
     return x_test, y_test, classes_of[task_index]
 
 
+def _check_continuation(learner, stream, result: ContinualResult) -> None:
+    """Refuse to continue a result that does not belong to this learner and stream.
+
+    A resumed run must hold exactly the tasks its result records, in the stream's order;
+    anything else would silently mix two runs in one accuracy matrix.
+    """
+    done = result.n_tasks
+    if done > len(stream):
+        raise ConfigError(
+            f"the result to continue records {done} tasks but the stream has only {len(stream)}"
+        )
+    held = getattr(learner, "n_tasks", None)
+    if held is not None and held != done:
+        raise ConfigError(
+            f"the learner holds {held} task(s) but the result to continue records {done}; "
+            "they must come from the same run"
+        )
+    if result.acc_matrix.shape != (done, done):
+        raise ConfigError(
+            f"the result to continue has a {result.acc_matrix.shape} accuracy matrix for {done} task(s)"
+        )
+    task_name = getattr(stream, "task_name", None)
+    for j, name in enumerate(result.task_names):
+        expected = task_name(j) if task_name is not None else stream[j].name
+        if name != expected:
+            raise ConfigError(
+                f"task {j} of the result to continue is {name!r} but the stream's task {j} is "
+                f"{expected!r}; the result belongs to another stream"
+            )
+
+
 def run_stream(
     learner,
     stream,
@@ -113,7 +145,8 @@ def run_stream(
         ``y_train``, ``name`` and ``classes``)
     settings : TrainSettings
     result : a partial result to continue (resume): tasks ``0..result.n_tasks-1`` must
-        already be learned by ``learner``
+        already be learned by ``learner`` (which must hold exactly those tasks) and their
+        names must be the stream's; otherwise ConfigError, before any training
     progress : tqdm bars (``None``: only on a terminal)
     on_task_end : called as ``on_task_end(result, learner)`` after each task is recorded
         (printing, checkpointing)
@@ -123,6 +156,7 @@ def run_stream(
     ContinualResult
     """
     result = result if result is not None else ContinualResult()
+    _check_continuation(learner, stream, result)
     classes_of: dict = {}
     for t in range(result.n_tasks, len(stream)):
         task = stream[t]

@@ -206,6 +206,9 @@ def _unit_activity(xT, idx, j, mean, m):
         m[b] = v if v > 0 else 0.0
 
 
+_UNITS_PER_PASS = 4  # units folded into the accumulators per pass: 4x fewer stores
+
+
 @njit(**_JIT)
 def _fused_logits(xT, idx, mean, gains, W, partials):
     # partials: (n_blocks, T, n_out, B): one private accumulator per block of units.
@@ -215,26 +218,43 @@ def _fused_logits(xT, idx, mean, gains, W, partials):
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
-        m = np.empty(B, dtype=xT.dtype)
+        m = np.empty((_UNITS_PER_PASS, B), dtype=xT.dtype)
         part = partials[blk]
         part[:] = 0.0
-        for j in range(lo, hi):
-            _unit_activity(xT, idx, j, mean, m)
+        j = lo
+        while j + _UNITS_PER_PASS <= hi:
+            for u in range(_UNITS_PER_PASS):
+                _unit_activity(xT, idx, j + u, mean, m[u])
+            m0, m1, m2, m3 = m[0], m[1], m[2], m[3]
             for t in range(T):
-                cj = gains[t, j]
+                c = gains[t]
                 for o in range(n_out):
-                    w = W[o, j] * cj
+                    w0 = W[o, j] * c[j]
+                    w1 = W[o, j + 1] * c[j + 1]
+                    w2 = W[o, j + 2] * c[j + 2]
+                    w3 = W[o, j + 3] * c[j + 3]
                     acc = part[t, o]
                     for b in range(B):
-                        acc[b] += w * m[b]
+                        acc[b] += w0 * m0[b] + w1 * m1[b] + w2 * m2[b] + w3 * m3[b]
+            j += _UNITS_PER_PASS
+        while j < hi:  # the block's last few units, one at a time
+            _unit_activity(xT, idx, j, mean, m[0])
+            m0 = m[0]
+            for t in range(T):
+                for o in range(n_out):
+                    w = W[o, j] * gains[t, j]
+                    acc = part[t, o]
+                    for b in range(B):
+                        acc[b] += w * m0[b]
+            j += 1
 
 
 def task_logits(x, idx, gains, strengths, W):
     """Several tasks' logits sharing one encoder pass; see the reference twin.
 
     Contract: parallel over blocks of units; per unit, k contiguous row loads build the
-    activity of the whole batch in a private buffer that is folded straight into each task's
-    logits; one (T, n_out, B) accumulator per block, summed afterwards. Extra tasks cost only
+    activity of the whole batch in a private buffer; four units at a time are folded straight
+    into each task's logits (one load and store of the accumulator per four multiply-adds); one (T, n_out, B) accumulator per block, summed afterwards. Extra tasks cost only
     their readout, never another encoder pass.
     """
     xT, mean = _transposed_batch(x, idx)
@@ -248,37 +268,34 @@ def task_logits(x, idx, gains, strengths, W):
 
 @njit(**_JIT)
 def _fused_context_grads(xT, idx, mean, W, dlT, gh, n_blocks):
+    # gh_j = sum_b (dl W)_bj h_bj = sum_o W_oj <dl_o, h_j>: n_out dot products of length B per
+    # unit, accumulated in registers (nothing stored per multiply-add).
     n = idx.shape[0]
     n_out, B = dlT.shape
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         m = np.empty(B, dtype=xT.dtype)
-        g = np.empty(B, dtype=xT.dtype)
         for j in range(lo, hi):
             _unit_activity(xT, idx, j, mean, m)
-            w0 = W[0, j]
-            first = dlT[0]
-            for b in range(B):
-                g[b] = w0 * first[b]
-            for o in range(1, n_out):
-                w = W[o, j]
+            total = 0.0
+            for o in range(n_out):
                 row = dlT[o]
+                dot = 0.0
                 for b in range(B):
-                    g[b] += w * row[b]
-            acc = 0.0
-            for b in range(B):
-                acc += g[b] * m[b]
-            gh[j] = acc
+                    dot += row[b] * m[b]
+                total += W[o, j] * dot
+            gh[j] = total
 
 
 def context_grads(x, idx, c, s, W, dlogits):
     """``(dc, ds)`` straight from the inputs; see the reference twin.
 
     Contract: parallel over blocks of units, each unit's ``dc`` written by exactly one
-    thread (no reduction buffers at all); the encoder activity is recomputed per unit rather
-    than stored, because k row loads are cheaper than a round trip of n_units x B floats
-    through memory.
+    thread (no reduction buffers at all); per unit, ``dc_j = s sum_o W_oj <dl_o, h_j>`` is
+    n_out dot products over the batch, accumulated in registers. The encoder activity is
+    recomputed per unit rather than stored, because k row loads from the cache-resident
+    batch are cheaper than a round trip of n_units x B floats through memory.
     """
     xT, mean = _transposed_batch(x, idx)
     dlT = np.ascontiguousarray(dlogits.T, dtype=x.dtype)

@@ -1,0 +1,447 @@
+"""Checkpoints: a network's every task context in one small, self-checking file.
+
+The fixed random weights are *not* stored: they are regenerated from the configuration and
+its seed, and compared with a stored fingerprint. What is stored is what the tasks learned,
+so a 36-task FlyNet checkpoint is about 36 x 31 KB. Loading never executes anything from
+the file (no pickle): it is a fixed binary prelude, a JSON header and raw arrays.
+
+Layout (format version 1; every integer little-endian)::
+
+    offset  size  content
+    0       8     magic  b"NMNPCKPT"
+    8       4     uint32 format version (every future version keeps these 12 bytes)
+    12      4     uint32 H, length of the JSON header in bytes
+    16      8     uint64 L, length of the whole file in bytes
+    24      H     JSON header, UTF-8 (see below)
+    ...     0-7   zero padding to a multiple of 8
+    D       ...   the arrays, raw little-endian, in the order of the header's table, each
+                  starting at D + offset (offsets are multiples of 8)
+    L - 32  32    SHA-256 of bytes 0 .. L - 33 (everything before it)
+
+The header holds ``format``, ``nmnp_version``, ``config`` (the
+:class:`~nmnp.config.NetworkConfig`, seed included), ``fingerprint`` (SHA-256 of the fixed
+weights, :meth:`~nmnp.model.ModulatedNetwork.fingerprint`), ``tasks`` (name and frozen
+flag of each), ``arrays`` (name, dtype, shape, offset and nbytes of ``tasks/<i>/gains``
+and ``tasks/<i>/strength``) and ``extra`` (any JSON the caller stored: ``nmnp run``
+keeps its experiment configuration and accuracy matrix there, to resume).
+
+Loading checks, in order: magic, version (a newer one is refused by name), length
+(truncated or extended), checksum (any changed byte), the header's structure, every
+array's name, dtype, shape and position against the configuration, finite values, then
+regenerates the fixed weights and compares their fingerprint (a change in how random
+weights are drawn is caught here, not silently loaded into a different network), and
+finally an optional expected configuration. Any failure raises
+:class:`~nmnp.errors.CheckpointError` naming the file and the problem.
+
+Writes go through :func:`nmnp.atomic.atomic_write_bytes`: a crash leaves the old file or
+the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_write_bytes
+from .config import NetworkConfig
+from .errors import CheckpointError, NmnpError
+from .model import ModulatedNetwork, TaskContext
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "Checkpoint", "save", "load", "read", "read_extra",
+           "to_bytes", "from_bytes", "describe"]
+
+MAGIC = b"NMNPCKPT"
+#: The format version this nmnp writes and the only one it reads.
+FORMAT_VERSION = 1
+_PRELUDE = struct.Struct("<8sIIQ")  # magic, version, header length, file length
+_DIGEST = 32
+_ALIGN = 8
+_MAX_HEADER = 64 << 20  # a header is a few KB per 100 tasks; more is a damaged length field
+#: Refuse to regenerate fixed weights needing more random draws than this (a damaged or
+#: hostile header could otherwise claim a network that takes hours to rebuild).
+MAX_RANDOM_DRAWS = 1 << 31
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, verified.
+
+    Attributes
+    ----------
+    model : ModulatedNetwork
+        Fixed weights regenerated, every task context restored (frozen flags included).
+    extra : dict or None
+        The JSON the writer stored alongside (e.g. a run's configuration and results).
+    version : int
+        Format version of the file.
+    nmnp_version : str
+        Version of nmnp that wrote it.
+    """
+
+    model: object
+    extra: dict | None
+    version: int
+    nmnp_version: str
+
+
+# --------------------------------------------------------------------------- writing
+def to_bytes(model, extra: dict | None = None) -> bytes:
+    """The checkpoint file's bytes for ``model`` (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    model : ModulatedNetwork
+    extra : dict, optional
+        JSON-ready data to store alongside (no NaN or infinity).
+
+    Raises
+    ------
+    CheckpointError
+        If a context holds NaN or infinite values, or ``extra`` is not plain JSON.
+    """
+    dtype = np.dtype(model.config.dtype).newbyteorder("<")
+    table, blobs, offset = [], [], 0
+    for i, ctx in enumerate(model.tasks):
+        for part in ("gains", "strength"):
+            a = np.ascontiguousarray(getattr(ctx, part), dtype=dtype)
+            if not np.isfinite(a).all():
+                raise CheckpointError(
+                    f"task {i} ({ctx.name!r}) has NaN or infinite {part}, so it was not saved"
+                )
+            table.append({"name": f"tasks/{i}/{part}", "dtype": dtype.str,
+                          "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
+            blobs.append(a.tobytes())
+            pad = -a.nbytes % _ALIGN
+            if pad:
+                blobs.append(b"\0" * pad)
+            offset += a.nbytes + pad
+    if extra is not None and not isinstance(extra, dict):
+        raise CheckpointError(f"extra must be a dict of JSON data, got {type(extra).__name__}")
+    header = {
+        "format": "nmnp checkpoint",
+        "nmnp_version": __version__,
+        "config": model.config.to_dict(),
+        "fingerprint": model.fingerprint(),
+        "tasks": [{"name": str(ctx.name), "frozen": bool(ctx.frozen)} for ctx in model.tasks],
+        "arrays": table,
+        "extra": extra,
+    }
+    try:
+        text = json.dumps(header, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"extra cannot be stored as plain JSON ({err})") from err
+    head_pad = -(_PRELUDE.size + len(text)) % _ALIGN
+    total = _PRELUDE.size + len(text) + head_pad + offset + _DIGEST
+    body = b"".join(
+        [_PRELUDE.pack(MAGIC, FORMAT_VERSION, len(text), total), text, b"\0" * head_pad, *blobs]
+    )
+    return body + hashlib.sha256(body).digest()
+
+
+def save(model, path, extra: dict | None = None, *, _before_rename=None) -> Path:
+    """Write ``model``'s checkpoint to ``path`` atomically.
+
+    Parameters
+    ----------
+    model : ModulatedNetwork
+    path : str or PathLike
+        Its folder must exist. An existing file is replaced only once the new one is
+        complete on disk.
+    extra : dict, optional
+        JSON-ready data stored alongside (read back as :attr:`Checkpoint.extra`).
+    _before_rename : callable, optional
+        Test hook passed to :func:`~nmnp.atomic.atomic_write_bytes` (simulated crash).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ConfigError
+        If the folder does not exist or is not writable.
+    CheckpointError
+        If the model cannot be stored (non-finite context, non-JSON ``extra``) or the
+        write fails (disk full...); an existing checkpoint is left unchanged.
+    """
+    data = to_bytes(model, extra)
+    try:
+        return atomic_write_bytes(path, data, _before_rename=_before_rename)
+    except NmnpError:
+        raise
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoint {path} ({err.strerror or err}); any previous checkpoint there is unchanged"
+        ) from err
+
+
+# --------------------------------------------------------------------------- reading
+def _read_file(path) -> bytes:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({err.strerror or err})") from err
+
+
+def _verified_header(data: bytes, name: str) -> tuple[dict, memoryview]:
+    """Check magic, version, length and checksum; return (header, array section)."""
+    data = memoryview(data)
+    head = bytes(data[: len(MAGIC)])
+    if not data:
+        raise CheckpointError(f"checkpoint {name} is empty (0 bytes)")
+    if head != MAGIC[: len(head)]:
+        raise CheckpointError(
+            f"{name} is not an nmnp checkpoint (it starts with {head.hex(' ')}, not the magic "
+            f"{MAGIC.decode()})"
+        )
+    if len(data) < _PRELUDE.size + _DIGEST:
+        raise CheckpointError(
+            f"checkpoint {name} is truncated: {len(data)} bytes, fewer than the "
+            f"{_PRELUDE.size + _DIGEST} of even an empty checkpoint"
+        )
+    _, version, header_len, total = _PRELUDE.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {name} has format version {version}, written by a newer nmnp; this "
+            f"nmnp ({__version__}) reads format version {FORMAT_VERSION} only"
+        )
+    if version < 1:
+        raise CheckpointError(f"checkpoint {name} has invalid format version {version}")
+    if len(data) < total:
+        raise CheckpointError(
+            f"checkpoint {name} is truncated: it has {len(data)} of its {total} bytes"
+        )
+    if len(data) > total:
+        raise CheckpointError(
+            f"checkpoint {name} has {len(data) - total} unexpected bytes after its {total}-byte end"
+        )
+    if hashlib.sha256(data[: total - _DIGEST]).digest() != bytes(data[total - _DIGEST :]):
+        raise CheckpointError(
+            f"checkpoint {name} is damaged: its SHA-256 checksum does not match its content"
+        )
+    data_start = _PRELUDE.size + header_len + (-(_PRELUDE.size + header_len) % _ALIGN)
+    if header_len > _MAX_HEADER or data_start > total - _DIGEST:
+        raise CheckpointError(f"checkpoint {name} has an impossible header length {header_len}")
+    try:
+        header = json.loads(
+            bytes(data[_PRELUDE.size : _PRELUDE.size + header_len]).decode("utf-8"),
+            parse_constant=_refuse_constant,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"checkpoint {name} has an unreadable JSON header ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"checkpoint {name}'s header is not a JSON object")
+    if data[_PRELUDE.size + header_len : data_start].tobytes().strip(b"\0"):
+        raise CheckpointError(f"checkpoint {name} has non-zero padding after its header")
+    return header, data[data_start : total - _DIGEST]
+
+
+def _refuse_constant(token):
+    raise ValueError(f"{token} is not allowed")
+
+
+def _field(header: dict, key: str, kind, name: str):
+    value = header.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CheckpointError(f"checkpoint {name}'s header has a missing or invalid {key!r} entry")
+    return value
+
+
+def _config_of(header: dict, name: str) -> NetworkConfig:
+    raw = _field(header, "config", dict, name)
+    missing = sorted(set(NetworkConfig().to_dict()) - set(raw))
+    if missing:  # never fill a stored network's shape from today's defaults
+        raise CheckpointError(f"checkpoint {name} holds an invalid network configuration (missing keys {missing})")
+    try:
+        config = NetworkConfig.from_dict(raw)
+    except (NmnpError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {name} holds an invalid network configuration ({err})") from None
+    draws = config.n_units * max(config.n_inputs, config.n_outputs)
+    if draws > MAX_RANDOM_DRAWS:
+        raise CheckpointError(
+            f"checkpoint {name} describes a network too large to regenerate "
+            f"({config.n_units} units x {config.n_inputs} inputs; limit {MAX_RANDOM_DRAWS} draws)"
+        )
+    return config
+
+
+def _arrays(header: dict, section: memoryview, config: NetworkConfig, n_tasks: int, name: str):
+    """The task arrays, checked against the configuration, as writeable native arrays."""
+    table = _field(header, "arrays", list, name)
+    dtype = np.dtype(config.dtype).newbyteorder("<")
+    expected = []
+    for i in range(n_tasks):
+        expected += [(f"tasks/{i}/gains", (config.n_units,)), (f"tasks/{i}/strength", (1,))]
+    if len(table) != len(expected):
+        raise CheckpointError(
+            f"checkpoint {name} lists {len(table)} arrays but its {n_tasks} task(s) need {len(expected)}"
+        )
+    out, offset = {}, 0
+    for entry, (want_name, want_shape) in zip(table, expected):
+        if not isinstance(entry, dict) or entry.get("name") != want_name:
+            got = entry.get("name") if isinstance(entry, dict) else entry
+            raise CheckpointError(f"checkpoint {name} has array {got!r} where {want_name!r} belongs")
+        if entry.get("dtype") != dtype.str:
+            raise CheckpointError(
+                f"checkpoint {name}: array {want_name} has dtype {entry.get('dtype')!r}, but the "
+                f"configuration's dtype {config.dtype} needs {dtype.str!r}"
+            )
+        if entry.get("shape") != list(want_shape):
+            raise CheckpointError(
+                f"checkpoint {name}: array {want_name} has shape {entry.get('shape')!r}, but the "
+                f"configuration needs {list(want_shape)}"
+            )
+        nbytes = int(np.prod(want_shape)) * dtype.itemsize
+        if entry.get("offset") != offset or entry.get("nbytes") != nbytes:
+            raise CheckpointError(
+                f"checkpoint {name}: array {want_name} is not where the layout puts it "
+                f"(offset {entry.get('offset')!r}, {entry.get('nbytes')!r} bytes; expected {offset}, {nbytes})"
+            )
+        if offset + nbytes > len(section):
+            raise CheckpointError(f"checkpoint {name}: array {want_name} runs past the end of the data")
+        a = np.frombuffer(section, dtype=dtype, count=int(np.prod(want_shape)), offset=offset)
+        a = a.astype(dtype.newbyteorder("="), copy=True).reshape(want_shape)
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"checkpoint {name}: array {want_name} contains NaN or infinite values")
+        out[want_name] = a
+        offset += nbytes + (-nbytes % _ALIGN)
+    if offset != len(section):
+        raise CheckpointError(
+            f"checkpoint {name} has {len(section) - offset} unexplained bytes after its arrays"
+        )
+    return out
+
+
+def _tasks(header: dict, name: str) -> list[tuple[str, bool]]:
+    tasks = _field(header, "tasks", list, name)
+    out = []
+    for i, t in enumerate(tasks):
+        if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("frozen"), bool)):
+            raise CheckpointError(f"checkpoint {name}: task {i} lacks a valid name and frozen flag")
+        out.append((t["name"], t["frozen"]))
+    return out
+
+
+def _compare_configs(stored: NetworkConfig, expected, name: str) -> None:
+    if isinstance(expected, dict):
+        try:
+            expected = NetworkConfig.from_dict(expected)
+        except (NmnpError, TypeError) as err:  # the caller's mistake, not the file's
+            raise CheckpointError(f"the expected configuration is invalid ({err})") from None
+    a, b = stored.to_dict(), expected.to_dict()
+    diffs = [f"{k} {a[k]!r} (checkpoint) vs {b[k]!r} (expected)" for k in a if a[k] != b[k]]
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {name} is from another network configuration: {'; '.join(diffs)}"
+        )
+
+
+def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expected_config=None,
+               into=None) -> Checkpoint:
+    """Verify and decode a checkpoint held in memory (see :func:`read`)."""
+    header, section = _verified_header(data, name)
+    version = _PRELUDE.unpack_from(data)[1]
+    config = _config_of(header, name)
+    fingerprint = _field(header, "fingerprint", str, name)
+    tasks = _tasks(header, name)
+    arrays = _arrays(header, section, config, len(tasks), name)
+    extra = header.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
+    if into is not None:
+        if not isinstance(into, ModulatedNetwork) or into.n_tasks:
+            raise CheckpointError("a checkpoint can only be loaded into a network that has no tasks yet")
+        expected_config = into.config if expected_config is None else expected_config
+    if expected_config is not None:
+        _compare_configs(config, expected_config, name)
+    model = into if into is not None else ModulatedNetwork(config, backend)
+    if model.fingerprint() != fingerprint:
+        raise CheckpointError(
+            f"checkpoint {name}: the fixed weights regenerated from its configuration do not match "
+            f"its fingerprint, so this nmnp draws random weights differently from the one that wrote it"
+        )
+    for i, (task_name, frozen) in enumerate(tasks):
+        model.tasks.append(
+            TaskContext(arrays[f"tasks/{i}/gains"], arrays[f"tasks/{i}/strength"], task_name, frozen)
+        )
+    return Checkpoint(model, extra, version, str(header.get("nmnp_version", "unknown")))
+
+
+def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpoint:
+    """Load and verify a checkpoint file: the model and the ``extra`` data stored with it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    backend : {"numpy", "cpu", "cuda"}
+        Backend of the returned model (a checkpoint does not depend on the backend).
+    expected_config : NetworkConfig or dict, optional
+        Refuse a checkpoint of any other configuration, naming the differences.
+    into : ModulatedNetwork, optional
+        A network without tasks (of any subclass) to restore the tasks into, instead of
+        building a new one; its configuration is the expected one and its fixed weights
+        must match the fingerprint. ``backend`` is then ignored.
+
+    Returns
+    -------
+    Checkpoint
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, unreadable, truncated, tampered with, of a newer format
+        version, malformed, from another configuration, or its fixed weights do not
+        regenerate to the stored fingerprint.
+    BackendError
+        If ``backend`` cannot run here.
+    """
+    return from_bytes(_read_file(path), str(path), backend, expected_config, into)
+
+
+def load(path, backend: str = "cpu", expected_config=None):
+    """Load a checkpoint file as a :class:`~nmnp.model.ModulatedNetwork` (see :func:`read`).
+
+    Examples
+    --------
+    >>> net.save("fly.nmnp")
+    >>> same = nmnp.load("fly.nmnp")
+    """
+    return read(path, backend, expected_config).model
+
+
+def read_extra(path) -> dict | None:
+    """The ``extra`` data of a checkpoint, verified (magic, version, length, checksum), without
+    regenerating the network: cheap enough to poll or to inspect a run before resuming it."""
+    name = str(path)
+    header, _ = _verified_header(_read_file(path), name)
+    extra = header.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
+    return extra
+
+
+def describe(path) -> dict:
+    """A summary of a checkpoint without regenerating the network: version, configuration,
+    task names and file size (for printing, or checking what a file holds)."""
+    data = _read_file(path)
+    header, _ = _verified_header(data, str(path))
+    return {
+        "version": _PRELUDE.unpack_from(data)[1],
+        "nmnp_version": header.get("nmnp_version"),
+        "config": header.get("config"),
+        "tasks": [task_name for task_name, _ in _tasks(header, str(path))],
+        "bytes": len(data),
+        "path": os.fspath(path),
+    }

@@ -1,0 +1,283 @@
+"""Bad input: each case raises the library's own error with one line naming the problem, and
+nothing is written or changed.
+
+The messages of ``forward``/``loss_and_grads`` for wrong shapes, dtypes, NaN inputs and
+labels are asserted in test_model.py, and damaged checkpoints in test_checkpoint.py; here
+are the same mistakes on the way into *training* (the context must stay untouched), through
+the command line (one line, status 2, no file written) and for data folders and IDX files.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import nmnp
+from nmnp import cli
+from nmnp.continual.runner import run_stream
+from nmnp.data.datasets import Dataset, load_dataset
+from nmnp.data.idx import write_idx
+from nmnp.errors import ConfigError, DataError, ShapeError, TaskError
+from nmnp.experiment import ExperimentConfig, run_experiment
+from nmnp.model import ModulatedNetwork, NetworkConfig
+from nmnp.train import TrainSettings, train_task
+
+CONFIG = NetworkConfig(n_inputs=20, n_units=40, inputs_per_unit=3, n_outputs=4, seed=2)
+SMALL_RUN = ["--units", "200", "--threads", "1", "--quiet"]
+
+
+def net_with_task():
+    net = ModulatedNetwork(CONFIG)
+    net.add_task("a")
+    return net
+
+
+def data(n=32):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 20)).astype(np.float32), rng.integers(0, 4, n)
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = cli.main(["run", *argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_cli_error(code, err, message):
+    assert code == 2 and err.count("\n") == 1 and err.startswith("nmnp"), err
+    assert "Traceback" not in err
+    assert message in err, err
+
+
+# --------------------------------------------------------------------------- training input
+def _nan_inputs():
+    x, y = data()
+    x[7, 3] = np.nan
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda: (data()[0][:, :19], data()[1]), ShapeError, r"inputs must have shape \(batch, 20\)"),
+        (lambda: (data()[0].astype(complex), data()[1]), ShapeError, "real numeric array, got dtype complex128"),
+        (_nan_inputs, ShapeError, r"inputs contain NaN or infinite values \(first in sample 7\)"),
+        (lambda: (data()[0], np.full(32, 4)), ShapeError, "label 4 is outside the classes 0..3"),
+        (lambda: (data()[0], data()[1][:31]), ShapeError, r"labels must have shape \(32,\), got \(31,\)"),
+        (lambda: (data()[0][:0], data()[1][:0]), ConfigError, "task 0 has no training samples"),
+    ],
+)
+def test_bad_training_data_is_refused_before_any_step(make, error, message):
+    net = net_with_task()
+    before = net.tasks[0].gains.copy(), net.tasks[0].strength.copy()
+    x, y = make()
+    with pytest.raises(error, match=message):
+        train_task(net, 0, x, y, TrainSettings(batch_size=8), progress=False)
+    np.testing.assert_array_equal(net.tasks[0].gains, before[0])
+    np.testing.assert_array_equal(net.tasks[0].strength, before[1])
+    train_task(net, 0, *data(), TrainSettings(batch_size=8), progress=False)  # the checker can fail:
+    assert not np.array_equal(net.tasks[0].gains, before[0])  # good data does change the context
+
+
+def test_labels_outside_the_task_classes_are_refused():
+    net = net_with_task()
+    x, y = data()
+    with pytest.raises(ShapeError, match=r"label \d is not among this task's classes \[0, 1\]"):
+        train_task(net, 0, x, y, classes=[0, 1], progress=False)
+    with pytest.raises(ShapeError, match=r"classes must be distinct ids in 0..3, got \[0, 0\]"):
+        train_task(net, 0, x, y % 2, classes=[0, 0], progress=False)
+
+
+def test_unknown_and_frozen_tasks_change_nothing():
+    net = net_with_task()
+    with pytest.raises(TaskError, match=r"unknown task id 1: this network has 1 task\(s\), ids 0..0"):
+        train_task(net, 1, *data(), progress=False)
+    with pytest.raises(TaskError, match="unknown task id -1"):
+        net.evaluate_tasks(*data(), task_ids=[0, -1])
+    net.freeze(0)
+    before = net.tasks[0].gains.copy()
+    with pytest.raises(TaskError, match=r"task 0 \('a'\) is frozen and cannot be trained"):
+        train_task(net, 0, *data(), progress=False)
+    np.testing.assert_array_equal(net.tasks[0].gains, before)
+    assert net.n_tasks == 1
+
+
+def test_a_frozen_task_is_never_retrained_by_a_continued_stream():
+    """Continuing a stream with a learner that already holds task 0 trains task 1 only."""
+    from types import SimpleNamespace
+
+    from nmnp.continual.runner import ContinualResult
+
+    x, y = data()
+    task = SimpleNamespace(name="t", x_train=x, y_train=y, x_test=x, y_test=y, classes=None)
+
+    class Stream:
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return task
+
+        def test_split(self, i):
+            return x, y
+
+    net = net_with_task()
+    net.freeze(0)
+    before = net.tasks[0].gains.copy()
+    result = ContinualResult(np.full((1, 1), 0.5), ["t"], [0.1], [32], [[1.0]])
+    run_stream(net, Stream(), TrainSettings(batch_size=8), result=result, progress=False)
+    np.testing.assert_array_equal(net.tasks[0].gains, before)
+    assert net.n_tasks == 2 and result.acc_matrix.shape == (2, 2)
+
+
+# --------------------------------------------------------------------------- output paths
+@pytest.mark.parametrize("option", ["--json", "--plot", "--checkpoint"])
+def test_an_output_folder_that_does_not_exist_stops_the_run_before_training(tmp_path, capsys, option):
+    target = tmp_path / "missing" / "out.file"
+    code, out, err = run_cli(capsys, *SMALL_RUN, "--tasks", "1", option, str(target))
+    assert_cli_error(code, err, f"nmnp: error: cannot write {target}: folder {target.parent} does not exist")
+    assert "after task" not in out and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_path_that_is_a_folder_is_refused(tmp_path, capsys):
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--json", str(tmp_path))
+    assert_cli_error(code, err, f"cannot write {tmp_path}: it is a folder")
+
+
+# --------------------------------------------------------------------------- data folders
+@pytest.fixture
+def data_dir(tmp_path):
+    """A complete, tiny Fashion-MNIST-format folder (gzip-free IDX files)."""
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 255, (64, 28, 28), dtype=np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 10, 64).astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 255, (16, 28, 28), dtype=np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 16).astype(np.uint8))
+    return folder
+
+
+def test_the_tiny_data_folder_is_valid(data_dir, tmp_path, capsys):
+    """The damaged-folder tests below start from this folder, which does load and run."""
+    assert len(load_dataset("fashion-mnist", data_dir).x_train) == 64
+    code, _, err = run_cli(capsys, "--dataset", "fashion-mnist", "--data-dir", str(data_dir),
+                           "--units", "30", "--threads", "1", "--tasks", "1", "--quiet")
+    assert code == 0, err
+
+
+def test_a_missing_data_folder(tmp_path, capsys):
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "nope"))
+    assert_cli_error(code, err, f"data_dir {tmp_path / 'nope'} does not exist or is not a folder")
+
+
+def test_a_data_folder_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_bytes(b"x")
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--dataset", "mnist", "--data-dir", str(tmp_path / "file"))
+    assert_cli_error(code, err, "does not exist or is not a folder")
+
+
+def test_a_data_folder_without_the_files(data_dir, capsys):
+    (data_dir / "t10k-labels-idx1-ubyte").unlink()
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--dataset", "fashion-mnist", "--data-dir", str(data_dir))
+    assert_cli_error(code, err, "does not hold the fashion-mnist files")
+    assert "missing t10k-labels-idx1-ubyte.gz" in err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_data_file(data_dir, capsys):
+    target = data_dir / "train-labels-idx1-ubyte"
+    target.chmod(0)
+    try:
+        code, _, err = run_cli(capsys, *SMALL_RUN, "--dataset", "fashion-mnist", "--data-dir", str(data_dir))
+    finally:
+        target.chmod(0o644)
+    assert_cli_error(code, err, f"IDX file {target} cannot be read")
+
+
+def test_an_unreadable_data_file_reported_by_the_os(data_dir, capsys, monkeypatch):
+    """The same as above where permissions cannot be taken away (root): the read fails."""
+    from pathlib import Path
+
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.name == "train-labels-idx1-ubyte":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--dataset", "fashion-mnist", "--data-dir", str(data_dir))
+    assert_cli_error(code, err, "train-labels-idx1-ubyte cannot be read (Permission denied)")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b"\x08\x00" + b[2:], "has a wrong magic number: expected 00 00 <type> <ndim>, found 08 00 08 03"),
+        (lambda b: b[:-100], "is truncated: header (64, 28, 28) promises 50192 bytes, found 50092"),
+        (lambda b: b[:6], "is truncated: its 3-dimension header needs 16 bytes, found 6"),
+    ],
+)
+def test_a_damaged_idx_file_is_named(data_dir, capsys, damage, message):
+    target = data_dir / "train-images-idx3-ubyte"
+    target.write_bytes(damage(target.read_bytes()))
+    code, out, err = run_cli(capsys, *SMALL_RUN, "--dataset", "fashion-mnist", "--data-dir", str(data_dir))
+    assert_cli_error(code, err, f"IDX file {target} {message}")
+    with pytest.raises(DataError, match="IDX file"):
+        load_dataset("fashion-mnist", data_dir)
+
+
+# --------------------------------------------------------------------------- checkpoints via the CLI
+@pytest.fixture(scope="module")
+def stored_run(tmp_path_factory):
+    d = load_dataset()
+    small = Dataset(d.name, d.x_train[:640], d.y_train[:640], d.x_test[:100], d.y_test[:100], d.source, d.classes)
+    path = tmp_path_factory.mktemp("ck") / "run.nmnp"
+    run_experiment(ExperimentConfig(tasks=1, units=200, threads=1), dataset=small, checkpoint=path, progress=False)
+    return path.read_bytes()
+
+
+def _newer(b):
+    return b[:8] + (2).to_bytes(4, "little") + b[12:]
+
+
+def _other_network(b):
+    """The stored run says 200 units; a checkpoint of a 300-unit network under its name."""
+    from nmnp import checkpoint
+
+    extra = checkpoint.from_bytes(b).extra
+    return checkpoint.to_bytes(ModulatedNetwork(ExperimentConfig(units=300).network_config()), extra)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "is truncated: it has"),
+        (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], "is damaged: its SHA-256 checksum does not match its content"),
+        (_newer, "has format version 2, written by a newer nmnp; this nmnp (0.1.0) reads format version 1 only"),
+        (lambda b: b"PK\x03\x04" + b[4:], "is not an nmnp checkpoint"),
+        (_other_network, "is from another network configuration: n_units 300 (checkpoint) vs 200 (expected)"),
+    ],
+)
+def test_a_bad_checkpoint_stops_a_resume_and_is_left_as_it_was(stored_run, tmp_path, capsys, damage, message):
+    path = tmp_path / "run.nmnp"
+    path.write_bytes(damage(stored_run))
+    before = path.read_bytes()
+    code, out, err = run_cli(capsys, "--resume", str(path), "--json", str(tmp_path / "r.json"))
+    assert_cli_error(code, err, message)
+    assert path.read_bytes() == before and not (tmp_path / "r.json").exists()
+    assert "after task" not in out
+
+
+def test_the_undamaged_checkpoint_resumes(stored_run, tmp_path, capsys):
+    path = tmp_path / "run.nmnp"
+    path.write_bytes(stored_run)
+    assert nmnp.load(path).n_tasks == 1
+    code, _, err = run_cli(capsys, "--resume", str(path), "--quiet")
+    assert code == 0, err

@@ -1,0 +1,374 @@
+"""Checkpoints: small, complete, self-checking, written atomically, never half-loaded.
+
+Every damaged file must raise CheckpointError naming the problem; the fuzz tests at the end
+check that nothing else (no IndexError, no MemoryError, no hang) ever escapes the loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import nmnp
+from nmnp import FlyNet, ModulatedNetwork, NetworkConfig, checkpoint, initializers
+from nmnp.data.datasets import load_dataset
+from nmnp.errors import CheckpointError, ConfigError
+
+SMALL = NetworkConfig(n_inputs=20, n_units=60, inputs_per_unit=4, n_outputs=5, seed=3)
+PRELUDE = struct.Struct("<8sIIQ")
+
+
+def small_model(n_tasks=3, config=SMALL, frozen_last=True):
+    """A network whose tasks have distinct, non-initial contexts."""
+    net = ModulatedNetwork(config)
+    rng = np.random.default_rng(0)
+    for i in range(n_tasks):
+        t = net.add_task(f"task {i} \N{DEGREE SIGN}")
+        net.tasks[t].gains *= rng.uniform(0.5, 2.0, config.n_units).astype(config.dtype)
+        net.tasks[t].strength[:] = rng.normal()
+        if i < n_tasks - 1 or frozen_last:
+            net.freeze(t)
+    return net
+
+
+def assert_same_model(a, b):
+    assert a.config == b.config and a.fingerprint() == b.fingerprint()
+    np.testing.assert_array_equal(a.encoder_indices, b.encoder_indices)
+    np.testing.assert_array_equal(a.readout, b.readout)
+    assert a.n_tasks == b.n_tasks
+    for x, y in zip(a.tasks, b.tasks):
+        assert (x.name, x.frozen) == (y.name, y.frozen)
+        assert x.gains.dtype == y.gains.dtype and x.strength.shape == y.strength.shape
+        np.testing.assert_array_equal(x.gains, y.gains)
+        np.testing.assert_array_equal(x.strength, y.strength)
+
+
+def logits(net, x):
+    """Every task's logits (T, B, n_out) in one fused pass."""
+    gains = np.stack([c.gains for c in net.tasks])
+    strengths = np.concatenate([c.strength for c in net.tasks])
+    return net.kernels.task_logits(x, net.encoder_indices, gains, strengths, net.readout)
+
+
+def split(data: bytes):
+    """(version, header dict, array section) of a checkpoint's bytes, for crafting files."""
+    _, version, hlen, total = PRELUDE.unpack_from(data)
+    header = json.loads(data[PRELUDE.size : PRELUDE.size + hlen])
+    start = PRELUDE.size + hlen + (-(PRELUDE.size + hlen) % 8)
+    return version, header, data[start : total - 32]
+
+
+def reseal(version, header, section) -> bytes:
+    """A checkpoint with a valid length and checksum around any header and section: what a
+    deliberate forger (or a bug in a future writer) would produce."""
+    text = json.dumps(header).encode()
+    pad = -(PRELUDE.size + len(text)) % 8
+    total = PRELUDE.size + len(text) + pad + len(section) + 32
+    body = PRELUDE.pack(b"NMNPCKPT", version, len(text), total) + text + b"\0" * pad + section
+    return body + hashlib.sha256(body).digest()
+
+
+# --------------------------------------------------------------------------- round trips
+def test_round_trip_restores_every_task_exactly(tmp_path):
+    net = small_model(frozen_last=False)
+    path = net.save(tmp_path / "net.nmnp")
+    again = nmnp.load(path, backend="numpy")
+    assert_same_model(net, again)
+    assert again.backend == "numpy" and not again.tasks[-1].frozen and again.tasks[0].frozen
+    x = np.random.default_rng(1).normal(size=(16, 20)).astype(np.float32)
+    np.testing.assert_array_equal(logits(net, x), logits(nmnp.load(path), x))
+    # a loaded network keeps learning: new tasks get the same contexts as in the original
+    assert again.add_task() == 3 and net.add_task() == 3
+    np.testing.assert_array_equal(again.tasks[3].gains, net.tasks[3].gains)
+
+
+def test_extra_json_round_trips_and_float64_networks_work(tmp_path):
+    config = NetworkConfig(**{**SMALL.to_dict(), "dtype": "float64", "seed": 9})
+    net = small_model(2, config)
+    extra = {"experiment": {"lr": 0.01, "name": "ü"}, "rows": [[0.5], [0.25, 1.0]]}
+    checkpoint.save(net, tmp_path / "a", extra=extra)
+    ck = checkpoint.read(tmp_path / "a")
+    assert ck.extra == extra and ck.version == checkpoint.FORMAT_VERSION
+    assert_same_model(net, ck.model)
+    assert ck.model.tasks[0].gains.dtype == np.float64
+    assert checkpoint.read_extra(tmp_path / "a") == extra
+    assert checkpoint.describe(tmp_path / "a")["tasks"] == ["task 0 \N{DEGREE SIGN}", "task 1 \N{DEGREE SIGN}"]
+
+
+def test_a_network_without_tasks_round_trips(tmp_path):
+    net = ModulatedNetwork(SMALL)
+    assert_same_model(net, nmnp.load(net.save(tmp_path / "empty")))
+
+
+def test_the_file_is_the_documented_layout(tmp_path):
+    net = small_model(2)
+    data = net.save(tmp_path / "a").read_bytes()
+    magic, version, hlen, total = PRELUDE.unpack_from(data)
+    assert magic == b"NMNPCKPT" and version == 1 and total == len(data)
+    assert hashlib.sha256(data[:-32]).digest() == data[-32:]
+    _, header, section = split(data)
+    assert header["config"] == SMALL.to_dict() and header["fingerprint"] == net.fingerprint()
+    assert [a["name"] for a in header["arrays"]] == [
+        "tasks/0/gains", "tasks/0/strength", "tasks/1/gains", "tasks/1/strength"]
+    gains1 = header["arrays"][2]
+    raw = np.frombuffer(section, "<f4", 60, gains1["offset"])
+    np.testing.assert_array_equal(raw, net.tasks[1].gains)
+    # the fixed weights are not in the file: it is the contexts plus a small header
+    assert len(section) == 2 * (60 * 4 + 8) and b"pickle" not in data
+
+
+def test_36_task_flynet_checkpoint_is_small_and_reevaluates_identically(tmp_path):
+    """The issue's target: a 36-task FlyNet checkpoint under 1.2 MB, same accuracies after load."""
+    net = FlyNet(seed=0)
+    rng = np.random.default_rng(2)
+    for i in range(36):  # distinct contexts: initial draws, each rescaled differently
+        t = net.add_task(f"rotate {10 * i}\N{DEGREE SIGN}")
+        net.tasks[t].gains *= rng.uniform(0.0, 3.0, 7840).astype(np.float32)
+        net.freeze(t)
+    data = load_dataset()
+    x, y = data.x_test[:400].reshape(400, -1).astype(np.float32) / 255.0, data.y_test[:400]
+    before = net.evaluate_tasks(x, y)
+    path = net.save(tmp_path / "fly36.nmnp")
+    size = path.stat().st_size
+    assert size < 1_200_000, f"a 36-task FlyNet checkpoint takes {size} bytes"
+    assert size < 36 * net.bytes_per_task + 20_000  # contexts + a header, no fixed weights
+    again = nmnp.load(path, expected_config=NetworkConfig.flynet(0))
+    np.testing.assert_array_equal(again.evaluate_tasks(x, y), before)
+    assert len(set(before.tolist())) > 5, "the tasks must really differ for this test to mean anything"
+    np.testing.assert_array_equal(again.tasks[35].gains, net.tasks[35].gains)
+
+
+# --------------------------------------------------------------------------- writing
+def test_crash_between_write_and_rename_leaves_the_old_checkpoint(tmp_path):
+    path = tmp_path / "run.nmnp"
+    old = small_model(1)
+    old.save(path)
+    before = path.read_bytes()
+    new = small_model(3)
+
+    def crash(tmp):
+        assert len(open(tmp, "rb").read()) > len(before)  # the new file was complete
+        raise KeyboardInterrupt  # the process dies here: after writing, before the rename
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(new, path, _before_rename=crash)
+    assert path.read_bytes() == before
+    assert_same_model(nmnp.load(path), old)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.nmnp"]  # no temp file left
+
+
+def test_checker_detects_a_crash_that_did_replace_the_file(tmp_path):
+    """The crash test above could pass by accident if save never wrote anything; prove the
+    same steps without the crash do change the file."""
+    path = tmp_path / "run.nmnp"
+    small_model(1).save(path)
+    before = path.read_bytes()
+    checkpoint.save(small_model(3), path, _before_rename=lambda tmp: None)
+    assert path.read_bytes() != before and nmnp.load(path).n_tasks == 3
+
+
+def test_saving_refuses_bad_models_and_writes_nothing(tmp_path):
+    net = small_model(2)
+    net.tasks[1].gains[5] = np.nan
+    with pytest.raises(CheckpointError, match=r"task 1 \('task 1 °'\) has NaN or infinite gains, so it was not saved"):
+        net.save(tmp_path / "a")
+    net.tasks[1].gains[5] = 0.0
+    with pytest.raises(CheckpointError, match="extra cannot be stored as plain JSON"):
+        net.save(tmp_path / "a", extra={"x": np.int64(3)})
+    with pytest.raises(CheckpointError, match="extra cannot be stored as plain JSON"):
+        net.save(tmp_path / "a", extra={"x": float("nan")})
+    with pytest.raises(ConfigError, match=r"cannot write .*a: folder .*missing does not exist"):
+        net.save(tmp_path / "missing" / "a")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_disk_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = small_model(1).save(tmp_path / "a")
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("nmnp.atomic.os.fsync", full)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint there is unchanged"):
+        small_model(3).save(path)
+    assert path.read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+# --------------------------------------------------------------------------- damaged files
+@pytest.fixture
+def valid(tmp_path):
+    path = small_model(2).save(tmp_path / "ok.nmnp")
+    return path, path.read_bytes()
+
+
+def load_bytes(tmp_path, data, **kwargs):
+    p = tmp_path / "bad.nmnp"
+    p.write_bytes(data)
+    return checkpoint.load(p, **kwargs)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 30, 100, -33, -1])
+def test_truncated_checkpoint(tmp_path, valid, keep):
+    _, data = valid
+    cut = data[:keep]
+    message = {0: "is empty", 5: "is truncated: 5 bytes", 30: "is truncated: 30 bytes"}.get(
+        keep, rf"is truncated: it has {len(cut)} of its {len(data)} bytes")
+    with pytest.raises(CheckpointError, match=message):
+        load_bytes(tmp_path, cut)
+
+
+@pytest.mark.parametrize("where", ["header", "array", "checksum"])
+def test_tampered_checkpoint(tmp_path, valid, where):
+    _, data = valid
+    position = {"header": 40, "array": len(data) - 100, "checksum": len(data) - 1}[where]
+    damaged = bytearray(data)
+    damaged[position] ^= 0x01  # one bit
+    with pytest.raises(CheckpointError, match="is damaged: its SHA-256 checksum does not match its content"):
+        load_bytes(tmp_path, bytes(damaged))
+    assert load_bytes(tmp_path, data).n_tasks == 2  # the checker accepts the undamaged file
+
+
+def test_extra_bytes_after_the_end(tmp_path, valid):
+    with pytest.raises(CheckpointError, match="has 3 unexpected bytes after its"):
+        load_bytes(tmp_path, valid[1] + b"abc")
+
+
+def test_newer_format_version_is_named(tmp_path, valid):
+    version, header, section = split(valid[1])
+    with pytest.raises(CheckpointError, match=r"has format version 2, written by a newer nmnp; this nmnp \(0\.1\.0\) reads format version 1 only"):
+        load_bytes(tmp_path, reseal(version + 1, header, section))
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is not an nmnp checkpoint"):
+        load_bytes(tmp_path, b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        checkpoint.load(tmp_path)
+
+
+def test_checkpoint_of_another_configuration_names_the_difference(tmp_path, valid):
+    path, _ = valid
+    other = NetworkConfig(**{**SMALL.to_dict(), "n_units": 61, "seed": 4})
+    with pytest.raises(CheckpointError, match=r"from another network configuration: n_units 60 \(checkpoint\) vs 61 \(expected\); seed 3 \(checkpoint\) vs 4 \(expected\)"):
+        checkpoint.load(path, expected_config=other)
+    assert checkpoint.load(path, expected_config=SMALL.to_dict()).n_tasks == 2
+
+
+def test_a_change_in_random_generation_is_caught(tmp_path, valid, monkeypatch):
+    path, _ = valid
+    original = initializers.uniform_readout
+    monkeypatch.setattr(initializers, "uniform_readout",
+                        lambda *a: np.nextafter(original(*a), np.float32(1)))  # one ulp apart
+    with pytest.raises(CheckpointError, match="do not match its fingerprint"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda h, s: h["arrays"][0].update(shape=[59]), r"tasks/0/gains has shape \[59\], but the configuration needs \[60\]"),
+        (lambda h, s: h["arrays"][1].update(dtype="<f8"), "tasks/0/strength has dtype '<f8', but the configuration's dtype float32 needs '<f4'"),
+        (lambda h, s: h["config"].update(n_units=70), r"tasks/0/gains has shape \[60\], but the configuration needs \[70\]"),
+        (lambda h, s: h["config"].update(inputs_per_unit=30), "invalid network configuration .*cannot exceed"),
+        (lambda h, s: h["config"].pop("seed"), "invalid network configuration .*missing keys"),
+        (lambda h, s: h["config"].update(n_inputs=10**9), "too large to regenerate"),
+        (lambda h, s: h["config"].update(seed=4), "do not match its fingerprint"),
+        (lambda h, s: h["arrays"].pop(), "lists 3 arrays but its 2 task"),
+        (lambda h, s: h["arrays"].reverse(), "has array 'tasks/1/strength' where 'tasks/0/gains' belongs"),
+        (lambda h, s: h["arrays"][2].update(offset=0), "is not where the layout puts it"),
+        (lambda h, s: h["tasks"][0].update(frozen="yes"), "task 0 lacks a valid name and frozen flag"),
+        (lambda h, s: h.update(extra=[1]), "'extra' entry is not a JSON object"),
+        (lambda h, s: h.pop("fingerprint"), "missing or invalid 'fingerprint'"),
+        (lambda h, s: s.__setitem__(slice(0, 4), np.float32(np.nan).tobytes()), "tasks/0/gains contains NaN or infinite values"),
+        (lambda h, s: s.extend(bytes(8)), "has 8 unexplained bytes after its arrays"),
+        (lambda h, s: s.__delitem__(slice(-8, None)), "tasks/1/strength runs past the end of the data"),
+    ],
+)
+def test_forged_headers_are_checked_against_the_configuration(tmp_path, valid, mutate, message):
+    """Files with a valid checksum but inconsistent content (a bug or a forger): every array
+    is checked against the configuration before anything is built from it."""
+    version, header, section = split(valid[1])
+    section = bytearray(section)
+    mutate(header, section)
+    with pytest.raises(CheckpointError, match=message):
+        load_bytes(tmp_path, reseal(version, header, bytes(section)))
+
+
+def test_reseal_helper_produces_loadable_files(valid, tmp_path):
+    """The forged-header tests mean something only if an unmodified reseal loads."""
+    assert load_bytes(tmp_path, reseal(*split(valid[1]))).n_tasks == 2
+
+
+# --------------------------------------------------------------------------- fuzzing
+_BASE = checkpoint.to_bytes(small_model(2), extra={"a": [1, 2.5, "x"]})
+
+
+def _load_or_checkpoint_error(data: bytes) -> None:
+    try:
+        out = checkpoint.from_bytes(data, "fuzz")
+    except CheckpointError as err:
+        assert str(err) and "\n" not in str(err)
+        return
+    assert isinstance(out.model, ModulatedNetwork)
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_load_or_raise_checkpoint_error(data):
+    _load_or_checkpoint_error(data)
+    _load_or_checkpoint_error(b"NMNPCKPT" + data)
+
+
+@given(
+    edits=st.lists(st.tuples(st.integers(0, len(_BASE) - 1), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, len(_BASE)),
+    extra=st.binary(max_size=8),
+)
+def test_mutated_bytes_load_or_raise_checkpoint_error(edits, cut, extra):
+    data = bytearray(_BASE)
+    for pos, value in edits:
+        data[pos] = value
+    _load_or_checkpoint_error(bytes(data[:cut]) + extra)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 100) | st.sampled_from([2**31, 2**63, 10**30, -(2**40)])
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
+    | st.sampled_from(["float32", "float64", "<f4", "<f8", "tasks/0/gains"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+_HEADER_PATHS = [p for p in _paths(split(_BASE)[1]) if p]
+
+
+@given(where=st.sampled_from(_HEADER_PATHS), value=_JSON, delete=st.booleans())
+def test_forged_headers_load_or_raise_checkpoint_error(where, value, delete):
+    version, header, section = split(_BASE)
+    parent = header
+    for key in where[:-1]:
+        parent = parent[key]
+    if delete:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    _load_or_checkpoint_error(reseal(version, header, section))

@@ -1,0 +1,164 @@
+"""The `run` command: its output, its files, checkpoint and resume options, and its errors
+(one line ``nmnp: error: ...``, exit status 2, never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import pytest
+
+import nmnp
+from nmnp import checkpoint, cli
+from nmnp.data.datasets import Dataset, load_dataset
+from nmnp.experiment import ExperimentConfig, run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_RUN = ["--units", "200", "--k", "7", "--threads", "1"]
+
+
+def run_cli(capsys, *argv):
+    """(exit status, stdout, stderr) of ``nmnp run ...`` in this process."""
+    try:
+        code = cli.main(["run", *argv])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, message):
+    assert code == 2
+    assert err.startswith("nmnp") and ": error: " in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert message in err, err
+
+
+@pytest.fixture(scope="module")
+def stored_run(tmp_path_factory):
+    """A checkpoint of a finished 1-task run (the shipped subset, 200 units, 1 thread)."""
+    path = tmp_path_factory.mktemp("run") / "run.nmnp"
+    run_experiment(ExperimentConfig(tasks=1, units=200, threads=1), checkpoint=path, progress=False)
+    return path
+
+
+def test_run_prints_each_row_and_writes_the_report(tmp_path, capsys):
+    code, out, err = run_cli(capsys, *SMALL_RUN, "--tasks", "2", "--json", str(tmp_path / "r.json"),
+                             "--checkpoint", str(tmp_path / "r.nmnp"))
+    assert code == 0, err
+    assert "after task  1 (rotate 0°" in out and "after task  2 (rotate 10°" in out
+    assert "earlier tasks' accuracies unchanged by later tasks: yes" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [len(row) for row in report["acc_matrix"]] == [1, 2]
+    assert report["config"]["units"] == 200 and report["threads"] == 1
+    assert report["acc_matrix"][1][0] == report["acc_matrix"][0][0]
+    stored = checkpoint.read_extra(tmp_path / "r.nmnp")
+    assert stored["result"]["acc_matrix"] == report["acc_matrix"]
+    assert stored["experiment"] == report["config"]
+    assert nmnp.load(tmp_path / "r.nmnp").n_tasks == 2
+
+
+def test_a_library_error_is_one_line_without_traceback_in_a_real_process():
+    proc = subprocess.run([sys.executable, "-m", "nmnp", "run", "--tasks", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == "nmnp: error: tasks must be at least 1, got 0\n"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--benchmark", "nope"], "argument --benchmark: invalid choice: 'nope'"),
+        (["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+        (["--lr", "-1"], "learning rate must be a positive finite number, got -1.0"),
+        (["--k", "900"], "inputs_per_unit (k=900) cannot exceed n_inputs (784)"),
+        (["--data-dir", "/somewhere"], "--data-dir is only for datasets read from files; fashion-mnist-subset is shipped with nmnp"),
+        (["--optimizer", "nope", "--units", "50"], "Unknown optimizer name 'nope'"),
+        (["--units", "0"], "n_units must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(capsys, argv, message):
+    assert_one_line_error(*run_cli(capsys, *argv)[::2], message)
+
+
+def test_resume_continues_with_the_stored_configuration(stored_run, tmp_path, capsys):
+    """No run options needed: the stored ones are used; repeating one that agrees is fine."""
+    copy = tmp_path / "copy.nmnp"
+    copy.write_bytes(stored_run.read_bytes())
+    code, out, err = run_cli(capsys, "--resume", str(copy), "--units", "200", "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert "resuming" in out and "resumed after task 1 of 1" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["acc_matrix"] == checkpoint.read_extra(stored_run)["result"]["acc_matrix"]
+    assert report["config"]["units"] == 200 and report["config"]["tasks"] == 1
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_resume_on_another_thread_count_says_what_that_means(stored_run, tmp_path, capsys):
+    copy = tmp_path / "copy.nmnp"
+    copy.write_bytes(stored_run.read_bytes())
+    code, out, err = run_cli(capsys, "--resume", str(copy), "--threads", "2")
+    assert code == 0, err
+    assert ("note: the run began on 1 thread(s) and went on with 2; results agree within "
+            "rounding, not bit for bit (use --threads 1 to match)") in out
+    code, out, err = run_cli(capsys, "--resume", str(copy))  # the stored count: no note
+    assert code == 0 and "note:" not in out
+
+
+def test_resume_refuses_options_that_change_the_run(stored_run, tmp_path, capsys):
+    before = stored_run.read_bytes()
+    code, _, err = run_cli(capsys, "--resume", str(stored_run), "--tasks", "3", "--units", "300", "--seed", "0")
+    assert_one_line_error(code, err, f"cannot resume {stored_run} with options that change its run: "
+                                     "--tasks 3 (stored 1), --units 300 (stored 200)")
+    assert stored_run.read_bytes() == before
+
+
+def test_a_new_run_never_overwrites_an_existing_checkpoint(stored_run, capsys):
+    before = stored_run.read_bytes()
+    code, out, err = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--checkpoint", str(stored_run))
+    assert_one_line_error(code, err, "already exists; resume that run or choose another path")
+    assert stored_run.read_bytes() == before and "after task" not in out
+
+
+def test_only_neuromodulated_networks_are_checkpointed(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "--units", "50", "--tasks", "1", "--strategy", "finetune",
+                             "--checkpoint", str(tmp_path / "ft.nmnp"))
+    assert_one_line_error(code, err, "checkpoints hold neuromodulated networks; strategy 'finetune' cannot be saved")
+    assert list(tmp_path.iterdir()) == [] and "after task" not in out
+
+
+def test_help_documents_checkpoint_and_resume(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "--checkpoint PATH" in out and "--resume PATH" in out
+
+
+def test_resume_accepts_the_original_command_with_its_preset(tmp_path):
+    """Re-running the original command with --resume added works; a preset that changes the
+    run is refused by name."""
+    from nmnp.errors import ConfigError
+    from nmnp.presets import resolve_config
+
+    d = load_dataset()
+    small = Dataset(d.name, d.x_train[:256], d.y_train[:256], d.x_test[:64], d.y_test[:64], d.source, d.classes)
+    original = ["--preset", "paper-rotated", "--units", "200", "--threads", "1"]
+    cfg = resolve_config({"units": 200, "threads": 1}, "paper-rotated")
+    path = tmp_path / "p.nmnp"
+
+    class Stop(Exception):
+        pass
+
+    def stop(result, learner):
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_experiment(cfg, dataset=small, checkpoint=path, on_task_end=stop, progress=False)
+    parse = cli.build_parser().parse_args
+    assert cli._resumed_config(parse(["run", *original, "--resume", str(path)]), path) == cfg
+    assert cli._resumed_config(parse(["run", "--resume", str(path)]), path) == cfg
+    with pytest.raises(ConfigError, match=r"--benchmark 'permuted' \(stored 'rotated'\), --epochs 2 \(stored 3\)"):
+        cli._resumed_config(parse(["run", "--preset", "supsup-permuted", "--resume", str(path)]), path)
