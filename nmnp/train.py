@@ -131,8 +131,19 @@ def train_task(
         leave=False,
         unit="step",
     )
+    # Errors name the task id (as stored in the model) and, when given, its place in the stream.
+    where = f"task id {task_id}" + (f" ({description})" if description else "")
     start = time.perf_counter()
     try:
+        # CUDA fast path (issue 5): the paper's network on the cuda backend runs this whole
+        # loop on the GPU with the task's data resident there (same shuffling, optimiser maths
+        # and error checks; see nmnp.kernels.cuda_training). Every other learner: the loop below.
+        if _trains_on_device(learner):
+            learner.kernels.train_task_resident(
+                learner, task_id, x, y, settings, classes=classes, optimizer=optimizer,
+                report=report, bar=bar,
+            )
+            return report
         for epoch in range(settings.epochs):
             order = rng_for(settings.seed, SHUFFLE, task_id, epoch).permutation(n)
             loss_sum, correct = 0.0, 0
@@ -143,14 +154,14 @@ def train_task(
                 )
                 if not math.isfinite(loss):
                     raise TrainingError(
-                        f"task {task_id}, epoch {epoch + 1}, step {step + 1}: the loss became "
+                        f"{where}, epoch {epoch + 1}, step {step + 1}: the loss became "
                         f"{loss}; try a smaller learning rate (now {settings.lr})"
                     )
                 try:
                     optimizer.step(grads)
                 except ShapeError as err:  # a non-finite gradient is refused before any write
                     raise TrainingError(
-                        f"task {task_id}, epoch {epoch + 1}, step {step + 1}: {err}"
+                        f"{where}, epoch {epoch + 1}, step {step + 1}: {err}"
                     ) from err
                 loss_sum += loss * batch.size
                 correct += n_correct
@@ -164,3 +175,15 @@ def train_task(
         report.seconds = time.perf_counter() - start
         bar.close()
     return report
+
+
+def _trains_on_device(learner) -> bool:
+    """True for a ModulatedNetwork (with its own, unchanged loss) whose backend can run the
+    whole training loop on the device (the cuda backend's ``train_task_resident``)."""
+    from .model import ModulatedNetwork
+
+    return (
+        isinstance(learner, ModulatedNetwork)
+        and type(learner).loss_and_grads_batch is ModulatedNetwork.loss_and_grads_batch
+        and hasattr(learner.kernels, "train_task_resident")
+    )

@@ -217,7 +217,7 @@ def test_a_diverging_run_stops_with_task_and_step_and_keeps_the_last_checkpoint(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("nmnp: error: task 1, epoch 1, step 3: the loss became nan; try a smaller learning rate")
+    assert err.startswith("nmnp: error: task id 1 (task 2 of 3, rotate 10°), epoch 1, step 3: the loss became nan; try a smaller learning rate")
     assert f"{ck} still holds every task finished before" in err
     assert ck.read_bytes() == seen["checkpoint"]
     assert checkpoint.read_extra(ck)["result"]["task_names"] == ["rotate 0°"]
@@ -227,7 +227,7 @@ def test_a_diverging_run_stops_with_task_and_step_and_keeps_the_last_checkpoint(
 def test_a_huge_learning_rate_really_diverges_and_is_reported(tmp_path, small_data):
     """No injected NaN: RMSprop with lr 1e30 overflows on its own."""
     ck = tmp_path / "run.nmnp"
-    with pytest.raises(TrainingError, match=r"task 0, epoch 1, step \d+: the loss became (nan|inf)"):
+    with pytest.raises(TrainingError, match=r"task id 0 \(task 1 of \d+, [^)]*\), epoch 1, step \d+: the loss became (nan|inf)"):
         with np.errstate(all="ignore"):
             run_experiment(config(lr=1e30), dataset=small_data, checkpoint=ck, progress=False)
     assert not ck.exists()  # no task finished, so nothing was saved

@@ -74,7 +74,7 @@ def test_non_finite_loss_stops_training_with_task_and_step():
             return super().loss_and_grads_batch(*args)
 
     learner = Spy(net, bad_step=11)
-    with pytest.raises(TrainingError, match=r"task 0, epoch 2, step 3: the loss became nan"):
+    with pytest.raises(TrainingError, match=r"task id 0, epoch 2, step 3: the loss became nan"):
         train_task(learner, t, *blobs(0), TrainSettings(epochs=2, batch_size=32), progress=False)
     np.testing.assert_array_equal(net.tasks[t].gains, snapshot["gains"])  # the NaN step wrote nothing
     assert np.isfinite(net.tasks[t].gains).all()

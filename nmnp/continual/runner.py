@@ -170,7 +170,7 @@ def run_stream(
             settings,
             classes=task.classes,
             progress=progress,
-            description=f"task {t + 1}/{len(stream)} ({task.name})",
+            description=f"task {t + 1} of {len(stream)}, {task.name}",
         )
         learner.freeze(task_id)
         accuracies = []
