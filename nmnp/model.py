@@ -206,6 +206,23 @@ class ModulatedNetwork:
         h, _ = layers.sparse_encoder_forward(self.check_inputs(x), self.encoder_indices, self.kernels)
         return h
 
+    def encoded_nbytes(self, n_samples: int) -> int:
+        """Bytes the encoder output of ``n_samples`` inputs occupies."""
+        return n_samples * self.config.n_units * self.dtype.itemsize
+
+    def encode_dataset(self, x, batch_size: int = 1024) -> np.ndarray:
+        """Encoder activity (N, n_units) of validated inputs, computed in batches."""
+        h = np.empty((x.shape[0], self.config.n_units), dtype=self.dtype)
+        for start in range(0, x.shape[0], batch_size):
+            h[start : start + batch_size] = self.kernels.encoder_forward(
+                x[start : start + batch_size], self.encoder_indices
+            )
+        return h
+
+    def loss_and_grads_encoded(self, h, labels, task_id: int, classes=None):
+        """:meth:`loss_and_grads_batch` from cached encoder activity h (B, n_units)."""
+        return self.loss_and_grads_from_activity(h, labels, self.tasks[task_id], classes)
+
     def forward(self, x, task_id: int) -> np.ndarray:
         """Logits (B, n_outputs) of task ``task_id``."""
         ctx = self.task(task_id)

@@ -40,6 +40,11 @@ class TrainSettings:
     seed : int
         Seed of the mini-batch shuffling (per task and epoch, so runs are reproducible and
         resumable).
+    encode_cache_mb : float
+        Memory cap, in MiB, for keeping a task's encoded training set between epochs. The
+        encoder is fixed, so its output for a training image is the same every epoch; with
+        two or more epochs and a set that fits under the cap, it is computed once and reused.
+        0 disables the cache.
     """
 
     epochs: int = 1
@@ -47,6 +52,7 @@ class TrainSettings:
     lr: float = 0.01
     optimizer: str = "rmsprop"
     seed: int = 0
+    encode_cache_mb: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -57,6 +63,8 @@ class TrainSettings:
             raise ConfigError(f"learning rate must be a positive finite number, got {self.lr!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not (isinstance(self.encode_cache_mb, (int, float)) and self.encode_cache_mb >= 0):
+            raise ConfigError(f"encode_cache_mb must be >= 0, got {self.encode_cache_mb!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +80,7 @@ class TaskTrainingReport:
     steps: int
     epoch_losses: list = field(default_factory=list)
     epoch_accuracies: list = field(default_factory=list)
+    encoded_cache_bytes: int = 0
 
     @property
     def samples_per_second(self) -> float:
@@ -141,17 +150,24 @@ def train_task(
         if _trains_on_device(learner):
             learner.kernels.train_task_resident(
                 learner, task_id, x, y, settings, classes=classes, optimizer=optimizer,
-                report=report, bar=bar,
+                report=report, bar=bar, where=where,
             )
             return report
+        encoded = _encoded_training_set(learner, x, settings)
+        report.encoded_cache_bytes = 0 if encoded is None else encoded.nbytes
         for epoch in range(settings.epochs):
             order = rng_for(settings.seed, SHUFFLE, task_id, epoch).permutation(n)
             loss_sum, correct = 0.0, 0
             for step in range(steps_per_epoch):
                 batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
-                loss, grads, n_correct = learner.loss_and_grads_batch(
-                    x[batch], y[batch], task_id, classes
-                )
+                if encoded is None:
+                    loss, grads, n_correct = learner.loss_and_grads_batch(
+                        x[batch], y[batch], task_id, classes
+                    )
+                else:
+                    loss, grads, n_correct = learner.loss_and_grads_encoded(
+                        encoded[batch], y[batch], task_id, classes
+                    )
                 if not math.isfinite(loss):
                     raise TrainingError(
                         f"{where}, epoch {epoch + 1}, step {step + 1}: the loss became "
@@ -187,3 +203,12 @@ def _trains_on_device(learner) -> bool:
         and type(learner).loss_and_grads_batch is ModulatedNetwork.loss_and_grads_batch
         and hasattr(learner.kernels, "train_task_resident")
     )
+
+
+def _encoded_training_set(learner, x, settings: TrainSettings):
+    """The task's encoder output, computed once, if caching pays and fits under the cap."""
+    if settings.epochs < 2 or settings.encode_cache_mb <= 0 or not hasattr(learner, "encode_dataset"):
+        return None
+    if learner.encoded_nbytes(x.shape[0]) > settings.encode_cache_mb * 2**20:
+        return None
+    return learner.encode_dataset(x)

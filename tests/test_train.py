@@ -129,3 +129,20 @@ def test_run_stream_builds_the_accuracy_matrix_and_forgets_nothing():
     # the matrix survives its JSON form exactly
     again = ContinualResult.from_dict(result.to_dict())
     np.testing.assert_array_equal(again.acc_matrix, R)
+
+
+def test_encoded_set_cache_respects_its_cap_and_changes_nothing_but_speed():
+    x, y = blobs(0)
+    runs = {}
+    for cap in (0.0, 1.0, 0.01):  # off; 1 MiB (fits 256 x 80 float32 = 80 KiB); 10 KiB (does not fit)
+        net = ModulatedNetwork(CONFIG)
+        t = net.add_task()
+        report = train_task(net, t, x, y, TrainSettings(epochs=3, batch_size=32, encode_cache_mb=cap), progress=False)
+        runs[cap] = (report, net.tasks[t].gains.copy())
+    assert runs[0.0][0].encoded_cache_bytes == 0
+    assert runs[1.0][0].encoded_cache_bytes == 256 * 80 * 4
+    assert runs[0.01][0].encoded_cache_bytes == 0, "a set larger than the cap must not be cached"
+    # the cached path computes the same gradients (summed in another order: float32 tolerance)
+    np.testing.assert_allclose(runs[1.0][1], runs[0.0][1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(runs[1.0][0].epoch_losses, runs[0.0][0].epoch_losses, rtol=1e-4)
+    np.testing.assert_array_equal(runs[0.01][1], runs[0.0][1])
