@@ -9,13 +9,15 @@ import numpy as np
 from .atomic import atomic_write_bytes
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**kwargs):
+    """A matplotlib Figure that is not registered with pyplot.
 
-    matplotlib.use("Agg")  # files only: works on machines without a display
-    import matplotlib.pyplot as plt
+    Saving it needs no display and never switches the process's plotting backend, so the
+    same functions work in scripts, on headless servers and inside notebooks.
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    return Figure(**kwargs)
 
 
 def draw_accuracy_matrix(ax, acc_matrix, title="accuracy matrix"):
@@ -59,14 +61,13 @@ def save_figure(fig, path) -> str:
     """Render a figure to PNG and write it atomically; returns the path."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
     return str(atomic_write_bytes(path, buffer.getvalue()))
 
 
 def plot_continual_run(acc_matrix, path, title="") -> str:
     """Accuracy-matrix heatmap beside per-task accuracy curves, saved as a PNG at ``path``."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    fig = new_figure(figsize=(11, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
     image = draw_accuracy_matrix(left, acc_matrix)
     fig.colorbar(image, ax=left, fraction=0.046, label="test accuracy")
     draw_task_curves(right, acc_matrix)

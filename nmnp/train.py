@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .errors import ConfigError, ShapeError, TrainingError
 from .initializers import SHUFFLE, rng_for

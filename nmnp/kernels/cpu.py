@@ -35,33 +35,27 @@ def _n_chunks(batch: int) -> int:
 
 
 @njit(**_JIT)
-def _encoder_forward(x, idx, h):
-    B = x.shape[0]
-    n, k = idx.shape
-    for b in prange(B):
-        total = 0.0
-        for j in range(n):
-            acc = x[b, idx[j, 0]]
-            for t in range(1, k):
-                acc += x[b, idx[j, t]]
-            h[b, j] = acc
-            total += acc
-        mean = total / n
-        for j in range(n):
-            v = h[b, j] - mean
-            h[b, j] = v if v > 0 else 0.0
+def _encoder_forward_transposed(xT, idx, mean, hT, n_blocks):
+    n = idx.shape[0]
+    for blk in prange(n_blocks):
+        lo = blk * n // n_blocks
+        hi = (blk + 1) * n // n_blocks
+        for j in range(lo, hi):
+            _unit_activity(xT, idx, j, mean, hT[j])
 
 
 def encoder_forward(x, idx):
     """Sparse encoder forward; see :func:`nmnp.kernels.reference.encoder_forward`.
 
-    Contract: parallel over samples; each sample's k-input gather is a short indexed loop
-    (never a dense n_units x n_in matrix); the mean and the ReLU reuse the freshly written,
-    cache-resident row.
+    Contract: the batch is transposed so the samples are innermost; parallel over blocks of
+    units, each unit's activity for the whole batch is k contiguous row loads (never a dense
+    n_units x n_in matrix), centred with the per-sample mean computed up front (see
+    :func:`_transposed_batch`) and rectified in place. One transpose copy returns (B, n).
     """
-    h = np.empty((x.shape[0], idx.shape[0]), dtype=x.dtype)
-    _encoder_forward(x, idx, h)
-    return h
+    xT, mean = _transposed_batch(x, idx)
+    hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
+    _encoder_forward_transposed(xT, idx, mean, hT, _unit_blocks(idx.shape[0]))
+    return np.ascontiguousarray(hT.T)
 
 
 @njit(**_JIT)
