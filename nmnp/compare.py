@@ -1,0 +1,295 @@
+"""Strategies side by side: ``python -m nmnp compare``.
+
+Runs several strategies (:mod:`nmnp.strategies`) on the *same* task stream with the *same*
+seed, so they share the fixed encoder, the data, the task order and the mini-batch order,
+and differ only in what they learn. Each run goes through
+:func:`nmnp.experiment.run_experiment`, exactly as ``python -m nmnp run --strategy NAME``
+would, and the results are written as:
+
+* a table on standard output: average accuracy, forgetting, backward transfer, bytes stored
+  per task, shared learned bytes, training seconds;
+* one JSON file (``--json``): per strategy the full run report (accuracy matrix, timings,
+  storage, machine) and its metric summary (:func:`nmnp.continual.metrics.summarize`);
+* one figure (``--plot``): each strategy's accuracy matrix, the average accuracy after each
+  task, and the final average accuracy against the bytes stored per task (log scale).
+
+Example (the issue's acceptance run, a few minutes on 2 cores)::
+
+    python -m nmnp compare --benchmark rotated --dataset fashion-mnist --tasks 5 \\
+        --strategies crwn,finetune,separate,supsup --json /tmp/cmp.json --plot /tmp/cmp.png
+
+Training recipes: each strategy uses its own optimiser and learning rate
+(:data:`nmnp.strategies.DEFAULT_OPTIMIZER`, :data:`nmnp.strategies.LEARNING_RATES`, chosen by
+the sweep documented there: RMSprop 0.01 for crwn, RMSprop 1e-4 for supsup, Adam 3e-4 for the
+dense readouts) unless ``--optimizer`` or ``--lr`` is given, which then applies to every
+strategy; a ``--preset`` supplies the recipe its protocol published for the strategy it was
+published for (:func:`nmnp.presets.resolve_config`).
+
+Fine-tuning stores nothing per task but keeps one shared readout; so that it can sit on the
+figure's log axis, the x-axis is the learned bytes stored after all T tasks divided by T
+(``bytes_per_task + shared_bytes / T``), which for every other strategy is just
+``bytes_per_task``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from . import __version__
+from .atomic import atomic_write_json, check_output_path
+from .continual import metrics
+from .continual.runner import ContinualResult
+from .data.datasets import get_spec, load_dataset
+from .errors import ConfigError
+from .experiment import BENCHMARKS, INTERPOLATIONS, format_row, make_learner, run_experiment
+from .kernels import BACKENDS
+from .presets import PRESETS, resolve_config
+from .strategies import STRATEGIES, check_strategy
+
+#: What ``--strategies`` runs when not given: all of them, in table order.
+DEFAULT_STRATEGIES = tuple(STRATEGIES)
+
+#: The ExperimentConfig fields ``compare`` takes as options (``strategy`` comes per run).
+CONFIG_OPTIONS = (
+    "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "lr",
+    "batch_size", "optimizer", "seed", "backend", "threads", "units", "k",
+)  # fmt: skip
+
+
+def parse_strategies(text) -> tuple[str, ...]:
+    """``"crwn,supsup"`` -> ``("crwn", "supsup")``; ConfigError for an unknown or repeated name."""
+    names = tuple(s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip())
+    if not names:
+        raise ConfigError("no strategy given; choose from " + ", ".join(STRATEGIES))
+    for name in names:
+        check_strategy(name)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"strategy {repeated[0]!r} is listed more than once")
+    return names
+
+
+def storage_of(learner, n_tasks: int) -> dict:
+    """:func:`~nmnp.continual.metrics.storage_report` plus the learned state shared by all
+    tasks (fine-tuning's one readout) and the bytes per task the figure plots."""
+    report = metrics.storage_report(
+        learner.params_per_task, learner.bytes_per_task, learner.fixed_params,
+        learner.fixed_bytes_to_regenerate, n_tasks,
+    )  # fmt: skip
+    shared = int(getattr(learner, "shared_bytes", 0))
+    report["shared_learned_bytes"] = shared
+    report["total_bytes"] += shared
+    report["stored_bytes_per_task_amortised"] = report["bytes_per_task"] + shared / n_tasks
+    return report
+
+
+def run_comparison(
+    options: dict,
+    strategies=DEFAULT_STRATEGIES,
+    *,
+    preset: str | None = None,
+    dataset=None,
+    download: bool = False,
+    progress: bool | None = None,
+    on_task_end=None,
+    on_strategy_start=None,
+) -> dict:
+    """Run ``strategies`` on one stream and return the comparison (JSON-ready).
+
+    Parameters
+    ----------
+    options : dict
+        :class:`~nmnp.experiment.ExperimentConfig` fields given explicitly (``None`` = not
+        given); combined with ``preset`` by :func:`nmnp.presets.resolve_config`.
+    strategies : sequence of str
+    preset : str, optional
+    dataset : Dataset, optional
+        Loaded once from ``options`` when not given, and shared by every run.
+    download : bool
+        Download the dataset into the cache if it is found nowhere.
+    progress : tqdm bars (``None``: only on a terminal)
+    on_task_end : called as ``on_task_end(strategy, result, learner)`` after each task
+    on_strategy_start : called as ``on_strategy_start(strategy, config)`` before each run
+
+    Returns
+    -------
+    dict
+        ``strategies`` (the order run), ``results`` (per strategy: ``report``, the full
+        :func:`nmnp.experiment.run_experiment` report, ``summary`` and ``storage``), ``table``
+        (one row per strategy) and the common settings.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown strategy, preset or invalid option: every configuration is built
+        before the first run starts.
+    """
+    names = parse_strategies(strategies)
+    configs = {name: resolve_config({**options, "strategy": name}, preset) for name in names}
+    first = configs[names[0]]
+    if dataset is None:
+        dataset = load_dataset(first.dataset, first.data_dir, download=download)
+    results, rows = {}, []
+    start = time.perf_counter()
+    for name in names:
+        config = configs[name]
+        if on_strategy_start is not None:
+            on_strategy_start(name, config)
+        learner = make_learner(config)
+        task_end = None if on_task_end is None else (
+            lambda result, learner, name=name: on_task_end(name, result, learner))
+        report = run_experiment(config, dataset=dataset, learner=learner, progress=progress,
+                                on_task_end=task_end)
+        summary = metrics.summarize(ContinualResult.from_dict(report).acc_matrix)
+        storage = storage_of(learner, summary["n_tasks"])
+        results[name] = {"report": report, "summary": summary, "storage": storage}
+        rows.append({
+            "strategy": name,
+            "optimizer": config.optimizer,
+            "lr": config.lr,
+            "average_accuracy": summary["average_accuracy"],
+            "forgetting": summary["forgetting"],
+            "backward_transfer": summary["backward_transfer"],
+            "bytes_per_task": storage["bytes_per_task"],
+            "shared_learned_bytes": storage["shared_learned_bytes"],
+            "train_seconds": float(sum(report["train_seconds"])),
+            "samples_per_second": float(report["samples_per_second"]),
+        })  # fmt: skip
+    common = first.to_dict()
+    for key in ("strategy", "optimizer", "lr"):  # per strategy: see the table
+        common.pop(key)
+    return {
+        "nmnp_version": __version__,
+        "preset": preset,
+        "settings": common,
+        "strategies": list(names),
+        "table": rows,
+        "results": results,
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def format_table(comparison: dict) -> str:
+    """The comparison as a fixed-width text table, one line per strategy."""
+    head = (f"{'strategy':<10} {'optimizer':<9} {'lr':>7} {'avg acc':>8} {'forget':>7} {'BWT':>7} "
+            f"{'bytes/task':>11} {'shared B':>9} {'train s':>8} {'samples/s':>10}")
+    lines = [head, "-" * len(head)]
+    for r in comparison["table"]:
+        lines.append(
+            f"{r['strategy']:<10} {r['optimizer']:<9} {r['lr']:>7.0e} {r['average_accuracy']:>8.4f} "
+            f"{r['forgetting']:>7.4f} {r['backward_transfer']:>7.4f} {r['bytes_per_task']:>11,} "
+            f"{r['shared_learned_bytes']:>9,} {r['train_seconds']:>8.1f} {r['samples_per_second']:>10,.0f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_comparison(comparison: dict, path, title: str = "") -> str:
+    """The comparison figure, saved as a PNG at ``path``; returns the path.
+
+    Top row: each strategy's accuracy matrix. Bottom row: average accuracy over the tasks
+    seen so far after each task, per strategy; final average accuracy against the learned
+    bytes stored per task (log x; fine-tuning's shared readout amortised over the tasks).
+    """
+    from .plots import draw_accuracy_matrix, new_figure, save_figure
+
+    names = comparison["strategies"]
+    n = len(names)
+    fig = new_figure(figsize=(max(10, 3.3 * n), 8), layout="constrained")
+    grid = fig.add_gridspec(2, max(n, 2))
+    image = None
+    for i, name in enumerate(names):
+        R = ContinualResult.from_dict(comparison["results"][name]["report"]).acc_matrix
+        image = draw_accuracy_matrix(fig.add_subplot(grid[0, i]), R, title=name)
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes[:n], fraction=0.02, label="test accuracy")
+    half = max(n, 2) // 2
+    curves = fig.add_subplot(grid[1, :half])
+    costs = fig.add_subplot(grid[1, half:])
+    for i, name in enumerate(names):
+        color = f"C{i}"  # one colour per strategy in both panels
+        summary = comparison["results"][name]["summary"]
+        after = summary["accuracy_after_each_task"]
+        curves.plot(range(1, len(after) + 1), after, marker="o", color=color, label=name)
+        x = comparison["results"][name]["storage"]["stored_bytes_per_task_amortised"]
+        costs.scatter([x], [summary["average_accuracy"]], s=60, color=color)
+        costs.annotate(f"{name}\n{x:,.0f} B", (x, summary["average_accuracy"]),
+                       textcoords="offset points", xytext=(6, 4), fontsize=8)
+    T = len(comparison["results"][names[0]]["summary"]["accuracy_after_each_task"])
+    curves.set_xticks(range(1, T + 1) if T <= 12 else np.linspace(1, T, 7).astype(int))
+    curves.set_xlabel("tasks learned")
+    curves.set_ylabel("average accuracy over tasks seen")
+    curves.set_title("average accuracy after each task")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=8)
+    costs.set_xscale("log")
+    xs = [comparison["results"][name]["storage"]["stored_bytes_per_task_amortised"] for name in names]
+    costs.set_xlim(max(min(xs), 1) / 2, max(max(xs), 1) * 4)  # room for the labels
+    costs.margins(y=0.15)
+    costs.set_xlabel("learned bytes stored per task (shared state / T added)")
+    costs.set_ylabel("final average accuracy")
+    costs.set_title("accuracy against memory per task")
+    costs.grid(alpha=0.3, which="both")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- command line
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``compare`` command's options. Every experiment option defaults to ``None`` (not
+    given) so that a preset's values apply unless the flag is given."""
+    p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                   help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="a published protocol (see nmnp.presets); explicit flags override it")
+    p.add_argument("--benchmark", choices=BENCHMARKS, help="rotated (default), permuted or split")
+    p.add_argument("--dataset", help="fashion-mnist-subset (shipped, default), fashion-mnist, mnist, kmnist")
+    p.add_argument("--data-dir", help="folder holding the dataset's IDX files")
+    p.add_argument("--download", action="store_true",
+                   help="download the dataset into the cache if it is found nowhere")
+    p.add_argument("--tasks", type=int, help="number of tasks (default 5)")
+    p.add_argument("--step", type=float, help="degrees between rotated tasks (default 10)")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, help="rotation resampling (default nearest)")
+    p.add_argument("--epochs", type=int, help="epochs per task (default 1)")
+    p.add_argument("--lr", type=float, help="learning rate for every strategy (default: each its own)")
+    p.add_argument("--batch-size", type=int, help="default 128")
+    p.add_argument("--optimizer", help="rmsprop, sgd or adam for every strategy (default: each its own)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--backend", choices=BACKENDS, help="encoder backend (default cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--units", type=int, help="encoder units (FlyNet: 7840)")
+    p.add_argument("--k", type=int, help="inputs per encoder unit (FlyNet: 7)")
+    p.add_argument("--json", default=None, help="write the comparison here (JSON)")
+    p.add_argument("--plot", default=None, help="write the comparison figure here (PNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
+
+
+def cmd_compare(args) -> int:
+    """Run ``python -m nmnp compare``; every check happens before the first run."""
+    for path in (args.json, args.plot):
+        if path:
+            check_output_path(path)
+    names = parse_strategies(args.strategies)
+    options = {key: getattr(args, key) for key in CONFIG_OPTIONS}
+    configs = [resolve_config({**options, "strategy": s}, args.preset) for s in names]  # validate all
+    get_spec(configs[0].dataset)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    c = configs[0]
+    say(f"nmnp compare: {', '.join(names)} on {c.benchmark} {c.dataset}, {c.tasks} task(s), "
+        f"{c.epochs} epoch(s), seed {c.seed}" + (f", preset {args.preset}" if args.preset else ""))
+    comparison = run_comparison(
+        options, names, preset=args.preset, download=args.download,
+        progress=False if args.quiet else None,
+        on_strategy_start=lambda name, config: say(f"-- {name} ({config.optimizer} {config.lr:g})"),
+        on_task_end=lambda name, result, learner: say(f"{name:>9} " + format_row(result)),
+    )
+    print(format_table(comparison))
+    if args.json:
+        say(f"results: {atomic_write_json(args.json, comparison)}")
+    if args.plot:
+        title = f"{c.benchmark} {c.dataset}, {c.tasks} tasks, {c.epochs} epoch(s), seed {c.seed}"
+        say(f"figure: {plot_comparison(comparison, args.plot, title)}")
+    return 0

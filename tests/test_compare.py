@@ -1,0 +1,112 @@
+"""``python -m nmnp compare``: one stream, several strategies, one JSON, one figure, one table.
+
+A small encoder (100 units) on the shipped subset keeps the whole file to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nmnp import compare
+from nmnp.cli import main
+from nmnp.errors import ConfigError
+from nmnp.strategies import DEFAULT_LR, DEFAULT_OPTIMIZER
+
+SMALL_RUN = ["--tasks", "2", "--units", "100", "--k", "5", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare")
+    js, png = folder / "cmp.json", folder / "cmp.png"
+    code = main(["compare", "--benchmark", "rotated", "--strategies", "crwn,finetune,separate,supsup",
+                 *SMALL_RUN, "--json", str(js), "--plot", str(png), "--quiet"])
+    assert code == 0
+    return json.loads(js.read_text()), png
+
+
+def test_every_strategy_ran_on_the_same_stream(compared):
+    out, _ = compared
+    assert out["strategies"] == ["crwn", "finetune", "separate", "supsup"]
+    reports = [out["results"][s]["report"] for s in out["strategies"]]
+    assert all(r["stream"] == reports[0]["stream"] for r in reports)
+    assert all(r["config"]["seed"] == 0 and r["config"]["units"] == 100 for r in reports)
+    assert [r["config"]["strategy"] for r in reports] == out["strategies"]
+    assert [r["config"]["lr"] for r in reports] == [DEFAULT_LR[s] for s in out["strategies"]]
+    assert [r["config"]["optimizer"] for r in reports] == ["rmsprop", "adam", "adam", "rmsprop"]
+    assert [r["optimizer"] for r in out["table"]] == [DEFAULT_OPTIMIZER[s] for s in out["strategies"]]
+    for s in out["strategies"]:
+        summary = out["results"][s]["summary"]
+        R = out["results"][s]["report"]["acc_matrix"]
+        assert summary["final_accuracy_per_task"] == R[-1]
+        assert summary["average_accuracy"] == pytest.approx(np.mean(R[-1]))
+
+
+def test_isolating_strategies_forget_exactly_nothing(compared):
+    out, _ = compared
+    for s in ("crwn", "separate", "supsup"):
+        R = out["results"][s]["report"]["acc_matrix"]
+        assert R[1][0] == R[0][0], s
+        assert out["results"][s]["summary"]["forgetting"] == 0.0
+
+
+def test_storage_matches_the_arithmetic_for_this_network(compared):
+    out, _ = compared
+    n, n_out, k = 100, 10, 5
+    rows = {r["strategy"]: r for r in out["table"]}
+    assert rows["crwn"]["bytes_per_task"] == (n + 1) * 4
+    assert rows["separate"]["bytes_per_task"] == (n_out * n + n_out) * 4
+    assert rows["supsup"]["bytes_per_task"] == math.ceil(n_out * n / 8)
+    assert rows["finetune"]["bytes_per_task"] == 0
+    assert rows["finetune"]["shared_learned_bytes"] == (n_out * n + n_out) * 4
+    storage = out["results"]["finetune"]["storage"]
+    assert storage["total_bytes"] == 8 + (n_out * n + n_out) * 4  # seed + the one readout
+    assert storage["stored_bytes_per_task_amortised"] == (n_out * n + n_out) * 4 / 2
+    assert out["results"]["supsup"]["storage"]["fixed_params"] == n * k + n_out * n
+    assert all(r["train_seconds"] > 0 and r["samples_per_second"] > 0 for r in out["table"])
+
+
+def test_figure_and_table_are_written(compared, capsys):
+    out, png = compared
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = compare.format_table(out).splitlines()
+    assert table[0].split()[:5] == ["strategy", "optimizer", "lr", "avg", "acc"]
+    assert [line.split()[0] for line in table[2:]] == out["strategies"]
+    assert "313,640" not in table[2]  # crwn's row shows its own bytes
+    assert f"{(100 + 1) * 4:,}" in table[2]
+
+
+def test_output_paths_are_checked_before_any_training(tmp_path, monkeypatch, capsys):
+    def no_training(*a, **k):
+        raise AssertionError("training started before the output paths were checked")
+
+    monkeypatch.setattr(compare, "run_experiment", no_training)
+    code = main(["compare", *SMALL_RUN, "--json", str(tmp_path / "missing" / "x.json")])
+    assert code == 2
+    assert "missing does not exist" in capsys.readouterr().err
+    assert main(["compare", *SMALL_RUN, "--strategies", "crwn,ewc"]) == 2
+    assert "unknown strategy 'ewc'" in capsys.readouterr().err
+    assert main(["compare", *SMALL_RUN, "--lr", "-1"]) == 2
+    assert "learning rate" in capsys.readouterr().err
+
+
+def test_strategy_lists_are_validated():
+    assert compare.parse_strategies(" crwn, supsup ") == ("crwn", "supsup")
+    with pytest.raises(ConfigError, match="'crwn' is listed more than once"):
+        compare.parse_strategies("crwn,supsup,crwn")
+    with pytest.raises(ConfigError, match="no strategy given"):
+        compare.parse_strategies(",")
+
+
+def test_run_command_takes_a_strategy_and_the_split_benchmark(tmp_path, capsys):
+    js = tmp_path / "run.json"
+    assert main(["run", "--strategy", "supsup", "--benchmark", "split", *SMALL_RUN, "--lr", "0.01",
+                 "--json", str(js), "--quiet"]) == 0
+    out = json.loads(js.read_text())
+    assert out["config"]["strategy"] == "supsup" and out["config"]["lr"] == 0.01  # --lr wins
+    assert out["stream"]["benchmark"] == "split" and out["bytes_per_task"] == 125
+    assert out["acc_matrix"][1][0] == out["acc_matrix"][0][0] > 0.6  # two classes, learned, kept
