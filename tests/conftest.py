@@ -13,7 +13,11 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "nmnp", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "nmnp"))
+# Under Numba's CUDA simulator every cuda kernel runs as Python threads: fewer examples, so
+# the simulator pass of .ci/run (which selects only the cuda tests) stays within minutes.
+settings.register_profile("cudasim", parent=settings.get_profile("nmnp"), max_examples=10)
+_SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "cudasim" if _SIMULATED else "nmnp"))
 
 
 def cuda_skip_reason() -> str | None:

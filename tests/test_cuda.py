@@ -1,0 +1,427 @@
+"""The cuda backend: kernels against the NumPy reference at block-straddling sizes, the
+device-resident training loop against the cpu backend's, and the failure modes.
+
+Runs on a GPU, or on the CPU under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1 set before
+Python starts; ``.ci/run`` has a pass for it). Without either, the tests that need the backend
+show as skipped with the reason, and the ones about failing cleanly still run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nmnp import ModulatedNetwork, NetworkConfig
+from nmnp.errors import BackendError, ConfigError, ShapeError, TrainingError
+from nmnp.kernels import KERNELS, get_backend, reference
+from nmnp.optim import SGD, Adam
+from nmnp.train import TaskTrainingReport, TrainSettings, train_task
+
+
+def _cuda_reason():
+    try:
+        get_backend("cuda")
+    except (BackendError, ImportError) as err:
+        return str(err)
+    return None
+
+
+_REASON = _cuda_reason()
+
+
+def needs_cuda(test):
+    """Mark a test as needing the cuda backend: skipped, with the reason, where it cannot run."""
+    return pytest.mark.cuda(pytest.mark.skipif(_REASON is not None, reason=str(_REASON))(test))
+
+
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-10)}
+
+
+@pytest.fixture
+def K():
+    """The cuda backend module, with its launch configuration restored after the test."""
+    module = get_backend("cuda")
+    saved = module.current_config()
+    yield module
+    module.configure(**saved)
+
+
+def _env_without_simulator():
+    return {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+
+
+# ------------------------------------------------------------------------------ failing cleanly
+def test_importing_nmnp_does_not_import_numba_cuda():
+    code = ("import sys, nmnp, nmnp.train, nmnp.cli, nmnp.kernels; "
+            "assert 'numba.cuda' not in sys.modules, 'numba.cuda was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _gpu_present() -> bool:
+    import numba
+
+    if not numba.config.ENABLE_CUDASIM:  # ask here; under the simulator, ask a clean process
+        try:
+            from numba import cuda
+        except ImportError:
+            return False
+        return cuda.is_available()
+    probe = subprocess.run(
+        [sys.executable, "-c", "from numba import cuda; print(cuda.is_available())"],
+        env=_env_without_simulator(), capture_output=True, text=True, timeout=120,
+    )
+    return probe.stdout.strip() == "True"
+
+
+def test_cli_backend_cuda_without_gpu_or_simulator_fails_at_once():
+    env = _env_without_simulator()
+    if _gpu_present():
+        pytest.skip("a usable GPU is present, so --backend cuda does not fail here")
+    run = subprocess.run(
+        [sys.executable, "-m", "nmnp", "run", "--backend", "cuda", "--tasks", "1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr  # one line, no traceback
+    assert lines[0].startswith("nmnp: error: ")
+    assert "NUMBA_ENABLE_CUDASIM=1" in lines[0] or "nmnp[cuda]" in lines[0]
+    assert run.stdout == ""  # nothing was loaded or trained before the error
+
+
+def test_unavailable_messages_say_what_to_do(monkeypatch):
+    import nmnp.kernels.cuda as cuda_module
+
+    if cuda_module.cuda is None:
+        pytest.skip("numba-cuda is not installed")
+    monkeypatch.setattr(cuda_module, "_unavailable", cuda_module._unavailable)  # restored after
+    monkeypatch.setattr(cuda_module, "_checked", False)
+    monkeypatch.setattr(cuda_module.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cuda_module.cuda, "cuda_error", lambda: "\nno driver here.\n")
+    with pytest.raises(BackendError) as err:
+        cuda_module.check_available()
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("no usable CUDA GPU found (no driver here)")
+    assert message.endswith("set NUMBA_ENABLE_CUDASIM=1 before starting Python")
+
+    monkeypatch.setattr(cuda_module, "_checked", False)
+    monkeypatch.setattr(cuda_module, "cuda", None)
+    monkeypatch.setattr(cuda_module, "_IMPORT_ERROR", ImportError("No module named 'numba_cuda'"))
+    with pytest.raises(BackendError, match=r"numba-cuda package.*pip install nmnp\[cuda\]"):
+        cuda_module.check_available()
+
+
+def _nvvm_missing():
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+
+        load_nvidia_dynamic_lib("nvvm")
+        load_nvidia_dynamic_lib("nvrtc")
+    except Exception as err:  # ImportError, or the libraries are not found
+        return f"NVVM/NVRTC not installed (pip install nvidia-nvvm nvidia-cuda-nvrtc): {err}"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_nvvm_missing() is not None, reason=str(_nvvm_missing()))
+def test_every_kernel_compiles_for_a_real_gpu():
+    """The simulator runs kernels as Python, so it cannot tell whether they are valid
+    numba.cuda code; compiling them to PTX (no GPU needed) can."""
+    code = "from nmnp.kernels import cuda; print(','.join(cuda._compile_everything()))"
+    run = subprocess.run([sys.executable, "-c", code], env=_env_without_simulator(),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    compiled = set(run.stdout.strip().split(","))
+    assert {"logit_partials", "loss_and_dlogits", "context_grad_partials", "optimizer_step",
+            "stage_batch", "encode", "encoder_input_grad", "readout_forward",
+            "readout_backward", "sum_rows", "scale_partials", "dz_means"} <= compiled
+
+
+# ------------------------------------------------------------------------------ kernels
+@pytest.mark.parametrize("bad", [dict(threads_per_block=3), dict(threads_per_block=2048),
+                                 dict(tile=0), dict(units_per_chunk=-1), dict(max_blocks=0)])
+@needs_cuda
+def test_configure_refuses_bad_launch_settings(K, bad):
+    before = K.current_config()
+    with pytest.raises(ConfigError):
+        K.configure(**bad)
+    assert K.current_config() == before
+
+
+@needs_cuda
+def test_cuda_module_defines_every_kernel():
+    module = get_backend("cuda")
+    assert module.NAME == "cuda"
+    assert all(callable(getattr(module, name)) for name in KERNELS)
+
+
+def _problem(rng, B, n_in, n_units, k, n_out, dtype):
+    x = rng.normal(size=(B, n_in)).astype(dtype)
+    idx = np.sort(np.argsort(rng.random((n_units, n_in)), axis=1)[:, :k], axis=1).astype(np.int32)
+    c = rng.normal(size=n_units).astype(dtype)
+    W = rng.uniform(-1, 1, size=(n_out, n_units)).astype(dtype)
+    return x, idx, c, 0.7, W
+
+
+#: Launch configurations: blocks of 32 with an uncapped grid (sizes 32 and 33 straddle a
+#: block), tiny blocks with a capped grid (grid-stride loops), and one thread doing it all.
+CONFIGS = {
+    "tpb32": dict(threads_per_block=32, tile=32, units_per_chunk=32, max_blocks=None),
+    "tpb4-capped": dict(threads_per_block=4, tile=3, units_per_chunk=5, max_blocks=2),
+    "single-thread": dict(threads_per_block=1, tile=1, units_per_chunk=1, max_blocks=1),
+}
+#: (B, n_in, n_units, k, n_out): 2, 32 and 33 samples and units, and a non-square case with
+#: ten outputs (five tasks then need two passes of the fused forward).
+SHAPES = [(2, 9, 2, 3, 2), (32, 16, 32, 4, 3), (33, 20, 33, 5, 4), (33, 24, 40, 3, 10)]
+CASES = [(c, s, np.float32) for c in ("tpb32", "tpb4-capped") for s in SHAPES]
+CASES += [("tpb4-capped", SHAPES[3], np.float64), ("single-thread", SHAPES[2], np.float64)]
+
+
+@pytest.mark.parametrize(
+    "config, shape, dtype", CASES,
+    ids=[f"{c}-{'x'.join(map(str, s))}-{np.dtype(d).name}" for c, s, d in CASES],
+)
+@needs_cuda
+def test_cuda_kernels_match_reference(K, config, shape, dtype):
+    K.configure(**CONFIGS[config])
+    rng = np.random.default_rng(sum(shape))
+    x, idx, c, s, W = _problem(rng, *shape, dtype)
+    tol = TOL[dtype]
+    R = reference
+
+    h = R.encoder_forward(x, idx)
+    got = K.encoder_forward(x, idx)
+    assert got.dtype == dtype and got.shape == h.shape
+    np.testing.assert_allclose(got, h, **tol, err_msg="encoder_forward")
+    dh = rng.normal(size=h.shape).astype(dtype)
+    np.testing.assert_allclose(K.encoder_backward(dh, h, idx, x.shape[1]),
+                               R.encoder_backward(dh, h, idx, x.shape[1]), **tol,
+                               err_msg="encoder_backward")
+    np.testing.assert_allclose(K.modulated_forward(h, c, s, W), R.modulated_forward(h, c, s, W),
+                               **tol, err_msg="modulated_forward")
+    dy = rng.normal(size=(x.shape[0], W.shape[0])).astype(dtype)
+    for name, a, b in zip(("dh", "dc", "ds"), K.modulated_backward(dy, h, c, s, W),
+                          R.modulated_backward(dy, h, c, s, W)):
+        np.testing.assert_allclose(a, b, **tol, err_msg=f"modulated_backward {name}")
+    for name, a, b in zip(("dc", "ds"), K.modulated_param_grads(dy, h, c, s, W),
+                          R.modulated_param_grads(dy, h, c, s, W)):
+        np.testing.assert_allclose(a, b, **tol, err_msg=f"modulated_param_grads {name}")
+    gains = rng.normal(size=(5, shape[2])).astype(dtype)
+    strengths = rng.normal(size=5)
+    logits = K.task_logits(x, idx, gains, strengths, W)
+    assert logits.dtype == dtype and logits.shape == (5, x.shape[0], W.shape[0])
+    np.testing.assert_allclose(logits, R.task_logits(x, idx, gains, strengths, W), **tol,
+                               err_msg="task_logits")
+    for name, a, b in zip(("dc", "ds"), K.context_grads(x, idx, c, s, W, dy),
+                          R.context_grads(x, idx, c, s, W, dy)):
+        np.testing.assert_allclose(a, b, **tol, err_msg=f"context_grads {name}")
+
+
+@needs_cuda
+def test_empty_batch_gives_empty_results(K):
+    rng = np.random.default_rng(0)
+    x, idx, c, s, W = _problem(rng, 3, 6, 5, 2, 3, np.float32)
+    x0 = x[:0]
+    assert K.encoder_forward(x0, idx).shape == (0, 5)
+    assert K.task_logits(x0, idx, c[None], np.ones(1), W).shape == (1, 0, 3)
+
+
+@needs_cuda
+def test_fixed_weights_are_uploaded_once(K):
+    """Read-only arrays (the model's encoder and readout) stay on the device between calls."""
+    net = ModulatedNetwork(NetworkConfig(8, 6, 2, 3, seed=0), "cuda")
+    t = net.add_task()
+    x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    net.evaluate(x, np.zeros(4, np.int64), t)
+    assert id(net.readout) in K._constants and id(net.encoder_indices) in K._tables
+    first = K._constants[id(net.readout)][1]
+    net.evaluate(x, np.zeros(4, np.int64), t)
+    assert K._constants[id(net.readout)][1] is first
+
+
+# ------------------------------------------------------------------------------ training
+TRAIN_CONFIG = NetworkConfig(n_inputs=20, n_units=40, inputs_per_unit=4, n_outputs=4, seed=1)
+
+
+def blobs(seed, n, n_in=20, n_classes=4):
+    """Separable clusters: class y lights up inputs 5y .. 5y+4."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n)
+    x = rng.normal(0, 0.3, (n, n_in)).astype(np.float32)
+    x[np.arange(n)[:, None], (y * 5)[:, None] + np.arange(5)] += 2.0
+    return x, y
+
+
+def _train(backend, x, y, settings, classes=None, config=TRAIN_CONFIG):
+    net = ModulatedNetwork(config, backend)
+    t = net.add_task()
+    report = train_task(net, t, x, y, settings, classes=classes, progress=False)
+    return net, t, report
+
+
+@needs_cuda
+def test_resident_training_matches_cpu_backend(K):
+    """A few hundred samples, two epochs, a last batch smaller than the others."""
+    x, y = blobs(0, 300)
+    settings = TrainSettings(epochs=2, batch_size=48, seed=3)
+    launches = sum(K.launch_counts.values())
+    gpu, t, rep_gpu = _train("cuda", x, y, settings)
+    steps = 2 * 7
+    assert sum(K.launch_counts.values()) - launches == 4 * steps + 2  # 4 per step, 1 per epoch
+    cpu, _, rep_cpu = _train("cpu", x, y, settings)
+    assert (rep_gpu.steps, rep_gpu.samples) == (rep_cpu.steps, rep_cpu.samples) == (steps, 600)
+    assert rep_gpu.seconds > 0
+    # accuracies within half a point, per epoch and after training
+    np.testing.assert_allclose(rep_gpu.epoch_accuracies, rep_cpu.epoch_accuracies, atol=0.005)
+    assert abs(gpu.evaluate(x, y, t) - cpu.evaluate(x, y, t)) <= 0.005
+    np.testing.assert_allclose(rep_gpu.epoch_losses, rep_cpu.epoch_losses, rtol=1e-4)
+    assert rep_gpu.epoch_losses[-1] < 0.8 * rep_gpu.epoch_losses[0]  # it learned
+    # and the learned contexts are close
+    np.testing.assert_allclose(gpu.tasks[t].gains, cpu.tasks[t].gains, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gpu.tasks[t].strength, cpu.tasks[t].strength, rtol=1e-4)
+
+
+@needs_cuda
+def test_resident_training_moves_only_metrics_per_epoch(K, monkeypatch):
+    uploads, downloads = [], []
+    real_up, real_down = K._to_device, K._host
+    monkeypatch.setattr(K, "_to_device", lambda a: uploads.append(np.shape(a)) or real_up(a))
+    monkeypatch.setattr(K, "_host", lambda d: downloads.append(d.shape) or real_down(d))
+    x, y = blobs(1, 40)
+    _train("cuda", x, y, TrainSettings(epochs=3, batch_size=16))
+    orders = [s for s in uploads if s == (40,)]
+    assert len(orders) == 3 + 1  # one order per epoch, plus the labels once
+    assert uploads.count((40, 20)) == 1  # the inputs go up once for all epochs
+    # per epoch: status (4,), per-sample losses and hits (40,); at the end: the status
+    # (which buffer is good), gains and strength
+    assert downloads == [(4,), (40,), (40,)] * 3 + [(4,), (2, 40), (2, 1)]
+
+
+@needs_cuda
+def test_resident_training_with_competing_classes_matches_cpu():
+    x, y = blobs(2, 60)
+    keep = np.isin(y, [1, 3])
+    x, y = x[keep], y[keep]
+    settings = TrainSettings(epochs=1, batch_size=8, seed=1)
+    gpu, t, rep_gpu = _train("cuda", x, y, settings, classes=[3, 1])
+    cpu, _, rep_cpu = _train("cpu", x, y, settings, classes=[3, 1])
+    np.testing.assert_allclose(rep_gpu.epoch_accuracies, rep_cpu.epoch_accuracies, atol=1e-12)
+    np.testing.assert_allclose(rep_gpu.epoch_losses, rep_cpu.epoch_losses, rtol=1e-5)
+    np.testing.assert_allclose(gpu.tasks[t].gains, cpu.tasks[t].gains, rtol=1e-5, atol=1e-6)
+
+
+@needs_cuda
+def test_label_outside_the_competing_classes_is_refused_before_any_step():
+    x, y = blobs(2, 20)
+    y[:] = 1
+    y[5] = 2
+    net = ModulatedNetwork(TRAIN_CONFIG, "cuda")
+    t = net.add_task()
+    before = net.tasks[t].gains.copy()
+    with pytest.raises(ShapeError, match=r"label 2 is not among this task's classes \[1, 3\]"):
+        train_task(net, t, x, y, TrainSettings(batch_size=8), classes=[1, 3], progress=False)
+    np.testing.assert_array_equal(net.tasks[t].gains, before)
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: SGD(p, 0.05, momentum=0.9, nesterov=True),
+    lambda p: SGD(p, 0.05, momentum=0.5),
+    lambda p: Adam(p, 0.01, betas=(0.8, 0.9)),
+], ids=["sgd-nesterov", "sgd-momentum", "adam"])
+@needs_cuda
+def test_device_optimizer_steps_match_nmnp_optim(K, make):
+    """Optimiser state on the device (momentum buffers, Adam moments and step count) behaves
+    like :mod:`nmnp.optim` over several steps, including a short last batch."""
+    from nmnp.initializers import SHUFFLE, rng_for
+
+    x, y = blobs(4, 44)
+    settings = TrainSettings(epochs=1, batch_size=16, seed=5)
+    gpu = ModulatedNetwork(TRAIN_CONFIG, "cuda")
+    t = gpu.add_task()
+    report = TaskTrainingReport(t, 0.0, 0, 0)
+    K.train_task_resident(gpu, t, gpu.check_inputs(x), y, settings, classes=None,
+                          optimizer=make(gpu.trainable_params(t)), report=report, bar=_NoBar())
+    cpu = ModulatedNetwork(TRAIN_CONFIG, "cpu")
+    cpu.add_task()
+    opt = make(cpu.trainable_params(t))
+    order = rng_for(settings.seed, SHUFFLE, t, 0).permutation(len(y))
+    for start in range(0, len(y), 16):
+        batch = order[start : start + 16]
+        _, grads, _ = cpu.loss_and_grads_batch(cpu.check_inputs(x[batch]), y[batch], t)
+        opt.step(grads)
+    assert report.steps == 3 and report.samples == 44
+    np.testing.assert_allclose(gpu.tasks[t].gains, cpu.tasks[t].gains, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gpu.tasks[t].strength, cpu.tasks[t].strength, rtol=1e-4)
+
+
+TINY = NetworkConfig(n_inputs=12, n_units=16, inputs_per_unit=3, n_outputs=3, seed=2)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow itself, in the simulator
+@needs_cuda
+def test_non_finite_loss_stops_like_the_host_loop_and_keeps_last_finite_values():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 12)).astype(np.float32), rng.integers(0, 3, 40)
+    settings = TrainSettings(epochs=2, batch_size=8, lr=1e20)
+    results = {}
+    for backend in ("cpu", "cuda"):
+        net = ModulatedNetwork(TINY, backend)
+        t = net.add_task()
+        with pytest.raises(TrainingError) as err:
+            train_task(net, t, x, y, settings, progress=False)
+        results[backend] = (str(err.value), net.tasks[t].gains.copy(), net.tasks[t].strength.copy())
+    message, gains, strength = results["cuda"]
+    assert message == results["cpu"][0]
+    assert message.startswith("task id 0, epoch 1, step 2: the loss became nan")
+    assert np.isfinite(gains).all() and np.isfinite(strength).all()
+    np.testing.assert_allclose(gains, results["cpu"][1], rtol=1e-5)  # after step 1
+    np.testing.assert_allclose(strength, results["cpu"][2], rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@needs_cuda
+def test_overflowing_update_is_refused_and_nothing_is_written():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 12)).astype(np.float32), rng.integers(0, 3, 16)
+    net = ModulatedNetwork(TINY, "cuda")
+    t = net.add_task()
+    gains, strength = net.tasks[t].gains.copy(), net.tasks[t].strength.copy()
+    with pytest.raises(TrainingError, match=r"task id 0, epoch 1, step 1: RMSprop step would make "
+                                            r"params\['(gains|strength)'\].*non-finite"):
+        train_task(net, t, x, y, TrainSettings(batch_size=8, lr=1e38), progress=False)
+    np.testing.assert_array_equal(net.tasks[t].gains, gains)
+    np.testing.assert_array_equal(net.tasks[t].strength, strength)
+
+
+def test_gradient_failure_message_names_task_epoch_step_and_parameter():
+    from nmnp.kernels.cuda_training import GRAD_NOT_FINITE, _failure_message
+
+    message = _failure_message(GRAD_NOT_FINITE, 1, "task id 4", 0, 6, 0.5, TrainSettings(), None,
+                               np.float32)
+    assert message == ("task id 4, epoch 1, step 7: grads['strength'] contains non-finite values "
+                       "(NaN or inf in float32); no parameter was updated.")
+
+
+@needs_cuda
+def test_benchmark_training_reports_transfers_apart_from_compute(K):
+    config = NetworkConfig(n_inputs=10, n_units=12, inputs_per_unit=3, n_outputs=3, seed=0)
+    out = K.benchmark_training(config, batch_size=8, n_samples=20, steps=2, repeats=1)
+    assert out["simulator"] == K.SIMULATOR
+    assert out["launches_per_step"] == 4 and out["launches_per_epoch"] == 1
+    for key in ("upload_seconds", "order_upload_seconds", "stage_seconds", "metrics_seconds"):
+        assert out[key] >= 0
+    assert out["step_seconds"]["min"] <= out["step_seconds"]["median"] <= out["step_seconds"]["max"]
+    assert out["samples_per_second"] > 0 and out["upload_bytes"] > 0
