@@ -111,7 +111,7 @@ def _given_options(args) -> set:
     given = {name for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
     if args.preset is not None:
         preset = get_preset(args.preset)
-        given |= set(preset.values) | ({"lr"} if preset.lrs else set())
+        given |= set(preset.values) | ({"lr", "optimizer"} if preset.recipes else set())
     return given
 
 
