@@ -126,6 +126,22 @@ def measure_training(backend: str, config: NetworkConfig, batch_size: int, repea
     return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds}
 
 
+def measure_training_cuda(config: NetworkConfig, batch_size: int, repeats: int, steps: int) -> dict:
+    """Device-resident training on the cuda backend; transfers are reported apart from compute."""
+    from .kernels import get_backend
+
+    cuda = get_backend("cuda")  # BackendError when no GPU (or simulator) is usable
+    r = cuda.benchmark_training(config, batch_size=batch_size, steps=steps, repeats=repeats)
+    step = r["step_seconds"]
+    seconds = {"median": step["median"] * steps, "min": step["min"] * steps, "max": step["max"] * steps}
+    return {
+        "samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds,
+        "transfers": {k: r[k] for k in ("upload_seconds", "upload_bytes", "order_upload_seconds", "metrics_seconds") if k in r},
+        "launches_per_step": r.get("launches_per_step"), "device": r.get("device"),
+        "simulator": r.get("simulator"),
+    }
+
+
 def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_tasks: int, repeats: int) -> dict:
     """Samples/s of evaluating ``n_tasks`` stored tasks on one batch (one encoder pass)."""
     net = ModulatedNetwork(config, backend)
@@ -189,7 +205,8 @@ def run_bench(args) -> dict:
     say("nmnp bench, FlyNet preset" if not args.units else f"nmnp bench, {args.units} units")
     m = out["machine"]
     say(f"machine: {m['cpu']}, {m['cores']} cores, SIMD {'/'.join(m['simd']) or 'n/a'}; "
-        f"python {m['python']}, numpy {m['numpy']}, numba {m['numba']}")
+        f"python {m['python']}, numpy {m['numpy']}, numba {m['numba']}; "
+        f"load average {m['load_average_1min']:.2f} at start")
     peaks = measure_peaks(args.repeats)
     out["peaks"] = peaks
     say(f"measured peaks ({all_threads} threads): sgemm {peaks['sgemm_gflops']:.1f} GFLOP/s, "
@@ -200,14 +217,22 @@ def run_bench(args) -> dict:
     out["training"] = []
     say("\ntraining samples/s: median [min .. max]")
     for backend in backends:
-        for threads in thread_counts:
+        skipped = False
+        # the GPU does not use the CPU thread count: measure it once
+        for threads in (thread_counts if backend != "cuda" else [all_threads]):
+            if skipped:
+                break
             set_threads(threads)
             for bs in batch_sizes:
                 try:
                     steps = max(1, min(args.steps, (args.samples // bs) or 1))
-                    r = measure_training(backend, config, bs, args.repeats, steps)
+                    if backend == "cuda":
+                        r = measure_training_cuda(config, bs, args.repeats, steps)
+                    else:
+                        r = measure_training(backend, config, bs, args.repeats, steps)
                 except BackendError as err:
                     say(f"  {backend}: skipped ({err})")
+                    skipped = True
                     break
                 nbytes = training_bytes_per_sample(config, bs)
                 limit = min(peaks["sgemm_gflops"] * 1e9 / flops, peaks["stream_gbs"] * 1e9 / nbytes)
@@ -217,6 +242,15 @@ def run_bench(args) -> dict:
                          roofline_samples_per_second=limit,
                          roofline_fraction=r["samples_per_second"]["median"] / limit)
                 out["training"].append(r)
+                if backend == "cuda":
+                    t = r["transfers"]
+                    say(f"   cuda {'(simulator) ' if r['simulator'] else ''}batch {bs:>5}: "
+                        f"{_fmt_rate(r['samples_per_second'])}  data resident, {r['launches_per_step']} launches/step; "
+                        f"upload once {t.get('upload_seconds', float('nan')) * 1e3:.1f} ms "
+                        f"({t.get('upload_bytes', 0) / 2**20:.1f} MiB), metrics per epoch "
+                        f"{t.get('metrics_seconds', float('nan')) * 1e3:.2f} ms")
+                    r.pop("roofline_samples_per_second"), r.pop("roofline_fraction")  # CPU peaks
+                    continue
                 say(f"  {backend:>5} {threads:>2} thr  batch {bs:>5}: {_fmt_rate(r['samples_per_second'])}"
                     f"   {r['roofline_fraction']:6.1%} of roofline ({limit:,.0f}/s)")
     set_threads(all_threads)
@@ -242,6 +276,8 @@ def run_bench(args) -> dict:
     for bs in batch_sizes:
         if ("cpu", all_threads, bs) in fast and ("numpy", all_threads, bs) in fast:
             ratios[f"cpu/numpy batch {bs}"] = fast[("cpu", all_threads, bs)] / fast[("numpy", all_threads, bs)]
+        if ("cpu", all_threads, bs) in fast and ("cuda", all_threads, bs) in fast:
+            ratios[f"cuda/cpu batch {bs}"] = fast[("cuda", all_threads, bs)] / fast[("cpu", all_threads, bs)]
     if args.torch:
         out["pytorch"] = []
         for bs in batch_sizes:
@@ -289,7 +325,8 @@ def run_scaling(args, threads: int, say) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nmnp.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--backends", default="numpy,cpu,cuda", help="comma-separated (default numpy,cpu,cuda)")
+    p.add_argument("--backends", "--backend", default="numpy,cpu,cuda",
+                   help="comma-separated (default numpy,cpu,cuda; cuda is skipped with the reason when no GPU)")
     p.add_argument("--batch-sizes", default="1,32,128,1024")
     p.add_argument("--threads", default="both", help="'both' (1 and all) or a number")
     p.add_argument("--repeats", type=int, default=7)

@@ -47,6 +47,8 @@ def describe_machine() -> dict:
         "numpy": numpy.__version__,
         "numba": numba.__version__,
         "platform": platform.platform(),
+        # other work on the machine skews every timing: record how busy it was
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

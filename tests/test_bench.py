@@ -1,0 +1,41 @@
+"""The benchmark's work counts (checked by hand) and its report (a tiny, quick run)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nmnp import NetworkConfig
+from nmnp.bench import inference_flops_per_sample, main, training_bytes_per_sample, training_flops_per_sample
+
+
+def test_flynet_work_counts_by_hand():
+    flynet = NetworkConfig.flynet()
+    # encoder 7840*7 adds + 2*7840 (centre, relu); readout 7840 (modulate) + 2*7840*10;
+    # backward 2*7840*10 (g = dl W) + 2*7840 (dc)
+    assert training_flops_per_sample(flynet) == 54_880 + 15_680 + 7_840 + 156_800 + 156_800 + 15_680
+    assert inference_flops_per_sample(flynet, 1) == 54_880 + 15_680 + 7_840 + 156_800
+    assert inference_flops_per_sample(flynet, 36) - inference_flops_per_sample(flynet, 1) == 35 * (7_840 + 156_800)
+    # input 784 floats + label, plus (idx 7840*7 + W 78,400 + c read and written 2*7840) floats / batch
+    assert training_bytes_per_sample(flynet, 128) == pytest.approx(3136 + 8 + 4 * (54_880 + 78_400 + 15_680) / 128)
+
+
+def test_quick_bench_reports_every_section(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16", "--threads", "both", "--repeats", "2",
+                 "--steps", "2", "--samples", "32", "--inference-batch", "8", "--units", "64", "--no-torch",
+                 "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert report["machine"]["cores"] >= 1 and report["peaks"]["sgemm_gflops"] > 0
+    rows = [r for r in report["training"] if r["backend"] in ("numpy", "cpu")]
+    assert {(r["backend"], r["batch_size"]) for r in rows} == {(b, s) for b in ("numpy", "cpu") for s in (4, 16)}
+    for r in rows:
+        rate = r["samples_per_second"]
+        assert rate["min"] <= rate["median"] <= rate["max"]
+        assert r["roofline_fraction"] == pytest.approx(rate["median"] / r["roofline_samples_per_second"])
+    assert {r["tasks"] for r in report["inference"] if r["backend"] == "cpu"} == {1, 36}
+    assert "cpu/numpy batch 16" in report["ratios"]
+    assert "roofline" in printed and "numba" in printed  # machine and versions printed beside figures
