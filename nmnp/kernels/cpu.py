@@ -19,6 +19,8 @@ Common contract
 
 from __future__ import annotations
 
+import weakref
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -41,7 +43,7 @@ def _encoder_forward_transposed(xT, idx, mean, hT, n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         for j in range(lo, hi):
-            _unit_activity(xT, idx, j, mean, hT[j])
+            _unit_activity(xT, idx, j, mean, hT, j)
 
 
 def encoder_forward(x, idx):
@@ -176,28 +178,78 @@ def _unit_blocks(n_units: int) -> int:
     return max(1, min(n_units, 4 * numba.get_num_threads()))
 
 
+_COUNTS: dict = {}
+
+
+def _input_counts(idx, n_in: int, dtype):
+    """How many units read each input, (n_in,). Cached for read-only index arrays that own
+    their memory (a model's fixed encoder), whose contents cannot change under the cache."""
+    cacheable = not idx.flags.writeable and idx.base is None
+    key = (id(idx), n_in, np.dtype(dtype).str)
+    if cacheable:
+        hit = _COUNTS.get(key)
+        if hit is not None and hit[0]() is idx:
+            return hit[1]
+    counts = np.bincount(idx.reshape(-1), minlength=n_in).astype(dtype)
+    if cacheable:
+        _COUNTS[key] = (weakref.ref(idx), counts)
+    return counts
+
+
 def _transposed_batch(x, idx):
     """(xT, mean): the batch with samples innermost, and each sample's mean unit activity."""
     xT = np.ascontiguousarray(x.T)
-    counts = np.bincount(idx.reshape(-1), minlength=x.shape[1]).astype(x.dtype)
+    counts = _input_counts(idx, x.shape[1], x.dtype)
     mean = (counts @ xT) / x.dtype.type(idx.shape[0])
     return xT, np.ascontiguousarray(mean, dtype=x.dtype)
 
 
-@njit(**_JIT_SERIAL)
-def _unit_activity(xT, idx, j, mean, m):
-    """m[:] = relu(sum_t xT[idx[j, t]] - mean): unit j's activity for the whole batch."""
-    B = m.shape[0]
-    first = xT[idx[j, 0]]
+@njit(inline="always", **_JIT_SERIAL)
+def _unit_activity(xT, idx, j, mean, m, row):
+    """m[row, :] = relu(sum_t xT[idx[j, t], :] - mean): unit j's activity for the whole batch.
+
+    Rows are summed four at a time (then two, then one) and the centring and ReLU are folded
+    into the last pass: with batch-sized loops, each loop's set-up (alias checks, remainder
+    handling) costs as much as its work, so fewer, fatter loops win (1.5x at batch 128).
+    Plain 2-D indexing: a view such as ``xT[i]`` would cost a reference-count update.
+    """
+    B = m.shape[1]
+    k = idx.shape[1]
     for b in range(B):
-        m[b] = first[b]
-    for t in range(1, idx.shape[1]):
-        row = xT[idx[j, t]]
-        for b in range(B):
-            m[b] += row[b]
-    for b in range(B):
-        v = m[b] - mean[b]
-        m[b] = v if v > 0 else 0.0
+        m[row, b] = 0.0
+    t = 0
+    while t < k:
+        if k - t >= 4:
+            i0, i1, i2, i3 = idx[j, t], idx[j, t + 1], idx[j, t + 2], idx[j, t + 3]
+            step = 4
+        elif k - t >= 2:
+            i0, i1, i2, i3 = idx[j, t], idx[j, t + 1], -1, -1
+            step = 2
+        else:
+            i0, i1, i2, i3 = idx[j, t], -1, -1, -1
+            step = 1
+        last = t + step >= k
+        if step == 4:
+            if last:
+                for b in range(B):
+                    v = m[row, b] + xT[i0, b] + xT[i1, b] + xT[i2, b] + xT[i3, b] - mean[b]
+                    m[row, b] = v if v > 0 else 0.0
+            else:
+                for b in range(B):
+                    m[row, b] += xT[i0, b] + xT[i1, b] + xT[i2, b] + xT[i3, b]
+        elif step == 2:
+            if last:
+                for b in range(B):
+                    v = m[row, b] + xT[i0, b] + xT[i1, b] - mean[b]
+                    m[row, b] = v if v > 0 else 0.0
+            else:
+                for b in range(B):
+                    m[row, b] += xT[i0, b] + xT[i1, b]
+        else:
+            for b in range(B):  # a single row is always the last pass
+                v = m[row, b] + xT[i0, b] - mean[b]
+                m[row, b] = v if v > 0 else 0.0
+        t += step
 
 
 _UNITS_PER_PASS = 4  # units folded into the accumulators per pass: 4x fewer stores
@@ -213,33 +265,30 @@ def _fused_logits(xT, idx, mean, gains, W, partials):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         m = np.empty((_UNITS_PER_PASS, B), dtype=xT.dtype)
-        part = partials[blk]
-        part[:] = 0.0
+        for t in range(T):
+            for o in range(n_out):
+                for b in range(B):
+                    partials[blk, t, o, b] = 0.0
         j = lo
         while j + _UNITS_PER_PASS <= hi:
             for u in range(_UNITS_PER_PASS):
-                _unit_activity(xT, idx, j + u, mean, m[u])
-            m0, m1, m2, m3 = m[0], m[1], m[2], m[3]
+                _unit_activity(xT, idx, j + u, mean, m, u)
             for t in range(T):
-                c = gains[t]
                 for o in range(n_out):
-                    w0 = W[o, j] * c[j]
-                    w1 = W[o, j + 1] * c[j + 1]
-                    w2 = W[o, j + 2] * c[j + 2]
-                    w3 = W[o, j + 3] * c[j + 3]
-                    acc = part[t, o]
+                    w0 = W[o, j] * gains[t, j]
+                    w1 = W[o, j + 1] * gains[t, j + 1]
+                    w2 = W[o, j + 2] * gains[t, j + 2]
+                    w3 = W[o, j + 3] * gains[t, j + 3]
                     for b in range(B):
-                        acc[b] += w0 * m0[b] + w1 * m1[b] + w2 * m2[b] + w3 * m3[b]
+                        partials[blk, t, o, b] += w0 * m[0, b] + w1 * m[1, b] + w2 * m[2, b] + w3 * m[3, b]
             j += _UNITS_PER_PASS
         while j < hi:  # the block's last few units, one at a time
-            _unit_activity(xT, idx, j, mean, m[0])
-            m0 = m[0]
+            _unit_activity(xT, idx, j, mean, m, 0)
             for t in range(T):
                 for o in range(n_out):
                     w = W[o, j] * gains[t, j]
-                    acc = part[t, o]
                     for b in range(B):
-                        acc[b] += w * m0[b]
+                        partials[blk, t, o, b] += w * m[0, b]
             j += 1
 
 
@@ -269,15 +318,14 @@ def _fused_context_grads(xT, idx, mean, W, dlT, gh, n_blocks):
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
-        m = np.empty(B, dtype=xT.dtype)
+        m = np.empty((1, B), dtype=xT.dtype)
         for j in range(lo, hi):
-            _unit_activity(xT, idx, j, mean, m)
+            _unit_activity(xT, idx, j, mean, m, 0)
             total = 0.0
             for o in range(n_out):
-                row = dlT[o]
                 dot = 0.0
                 for b in range(B):
-                    dot += row[b] * m[b]
+                    dot += dlT[o, b] * m[0, b]
                 total += W[o, j] * dot
             gh[j] = total
 
