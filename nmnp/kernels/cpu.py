@@ -204,7 +204,7 @@ def _transposed_batch(x, idx):
     return xT, np.ascontiguousarray(mean, dtype=x.dtype)
 
 
-@njit(inline="always", **_JIT_SERIAL)
+@njit(**_JIT_SERIAL)
 def _unit_activity(xT, idx, j, mean, m, row):
     """m[row, :] = relu(sum_t xT[idx[j, t], :] - mean): unit j's activity for the whole batch.
 
