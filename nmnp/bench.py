@@ -92,8 +92,11 @@ def measure_peaks(repeats: int = 5, size: int = 1024) -> dict:
 
     from .kernels.cpu import stream_sum
 
+    import os
+
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    with threadpool_limits(limits=None, user_api="blas"):
+    # every core for the peak (nmnp otherwise holds BLAS to one thread; see system.set_threads)
+    with threadpool_limits(limits=os.cpu_count(), user_api="blas"):
         t = _timed(lambda: a @ a, repeats)
     big = np.ones(64 * 2**20, dtype=np.float32)
     s = _timed(lambda: stream_sum(big), repeats)
