@@ -45,6 +45,17 @@ class TaskContext:
         return {"gains": self.gains, "strength": self.strength}
 
 
+def find_task(tasks: list, task_id, owner: str):
+    """``tasks[task_id]``, or a TaskError that says which ids exist (``owner``: "this network")."""
+    if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < len(tasks):
+        raise TaskError(
+            f"unknown task id {task_id!r}: {owner} has {len(tasks)} task(s), ids 0..{len(tasks) - 1}"
+            if tasks
+            else f"unknown task id {task_id!r}: {owner} has no tasks yet (add_task first)"
+        )
+    return tasks[task_id]
+
+
 class ModulatedNetwork:
     """Fixed random weights shared by all tasks, plus one learned context per task.
 
@@ -135,14 +146,7 @@ class ModulatedNetwork:
 
     def task(self, task_id: int) -> TaskContext:
         """The context of a stored task; TaskError for an unknown id."""
-        if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < len(self.tasks):
-            raise TaskError(
-                f"unknown task id {task_id!r}: this network has {len(self.tasks)} "
-                f"task(s), ids 0..{len(self.tasks) - 1}"
-                if self.tasks
-                else f"unknown task id {task_id!r}: this network has no tasks yet (add_task first)"
-            )
-        return self.tasks[task_id]
+        return find_task(self.tasks, task_id, "this network")
 
     def freeze(self, task_id: int) -> None:
         """Mark a task as learned: its context can no longer be trained."""
@@ -264,7 +268,7 @@ class ModulatedNetwork:
         logits = self.kernels.task_logits(
             x, self.encoder_indices, ctx.gains[None, :], ctx.strength, self.readout
         )[0]
-        loss, dlogits, n_correct = _loss_and_dlogits(logits, labels, classes)
+        loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
         dc, ds = self.kernels.context_grads(
             x, self.encoder_indices, ctx.gains, float(ctx.strength[0]), self.readout,
             dlogits.astype(self.dtype, copy=False),
@@ -278,7 +282,7 @@ class ModulatedNetwork:
         """
         s = float(ctx.strength[0])
         logits = self.kernels.modulated_forward(h, ctx.gains, s, self.readout)
-        loss, dlogits, n_correct = _loss_and_dlogits(logits, labels, classes)
+        loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
         dc, ds = self.kernels.modulated_param_grads(
             dlogits.astype(self.dtype, copy=False), h, ctx.gains, s, self.readout
         )
@@ -295,7 +299,7 @@ class ModulatedNetwork:
                 x[start : start + batch_size], self.encoder_indices, ctx.gains[None, :],
                 ctx.strength, self.readout,
             )[0]
-            out[start : start + batch_size] = _argmax(logits, classes)
+            out[start : start + batch_size] = argmax_over_classes(logits, classes)
         return out
 
     def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
@@ -330,7 +334,7 @@ class ModulatedNetwork:
         return correct / x.shape[0]
 
 
-def _loss_and_dlogits(logits, labels, classes):
+def loss_and_dlogits(logits, labels, classes):
     """Cross-entropy over the competing classes: (loss, dlogits (B, n_out), n_correct)."""
     if classes is None:
         loss, cache = softmax_cross_entropy_forward(logits, labels)
@@ -354,7 +358,7 @@ def _restrict(logits, labels, classes):
     return logits[:, classes], sub_labels
 
 
-def _argmax(logits, classes):
+def argmax_over_classes(logits, classes):
     if classes is None:
         return logits.argmax(axis=1)
     return classes[logits[:, classes].argmax(axis=1)]

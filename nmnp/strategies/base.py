@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import NetworkConfig
 from ..errors import ShapeError, TaskError
-from ..model import ModulatedNetwork, _argmax, _loss_and_dlogits
+from ..model import ModulatedNetwork, argmax_over_classes, find_task, loss_and_dlogits
 
 
 @dataclass
@@ -109,14 +109,7 @@ class ReadoutStrategy:
 
     def task(self, task_id: int) -> StrategyTask:
         """The record of a stored task; TaskError for an unknown id."""
-        if not isinstance(task_id, (int, np.integer)) or not 0 <= task_id < len(self.tasks):
-            raise TaskError(
-                f"unknown task id {task_id!r}: this {self.name} learner has {len(self.tasks)} "
-                f"task(s), ids 0..{len(self.tasks) - 1}"
-                if self.tasks
-                else f"unknown task id {task_id!r}: this {self.name} learner has no tasks yet (add_task first)"
-            )
-        return self.tasks[task_id]
+        return find_task(self.tasks, task_id, f"this {self.name} learner")
 
     def freeze(self, task_id: int) -> None:
         """Mark a task as learned: it can no longer be trained."""
@@ -193,7 +186,7 @@ class ReadoutStrategy:
         """:meth:`loss_and_grads` on inputs, labels and classes already validated."""
         h = self.encode(x)
         logits = self.readout_logits(h, task_id)
-        loss, dlogits, n_correct = _loss_and_dlogits(logits, labels, classes)
+        loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
         return loss, self.readout_grads(h, dlogits, task_id), n_correct
 
     def predict(self, x, task_id: int, classes=None, batch_size: int = 1024) -> np.ndarray:
@@ -204,7 +197,7 @@ class ReadoutStrategy:
         out = np.empty(x.shape[0], dtype=np.int64)
         for start in range(0, x.shape[0], batch_size):
             logits = self.eval_logits(x[start : start + batch_size], task_id)
-            out[start : start + batch_size] = _argmax(logits, classes)
+            out[start : start + batch_size] = argmax_over_classes(logits, classes)
         return out
 
     def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
