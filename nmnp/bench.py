@@ -326,6 +326,27 @@ def run_scaling(args, threads: int, say) -> dict:
     return scaling
 
 
+def measure_demo_memory() -> dict:
+    """Run ``python -m nmnp.demo`` in a child process; its peak resident memory and time."""
+    import resource
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "nmnp.demo", "--out", f"{folder}/demo.png"],
+            capture_output=True, text=True,
+        )
+        seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"the demo failed: {proc.stderr.strip()[-500:]}")
+    # ru_maxrss of the waited-for children, in KiB on Linux (bytes on macOS)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+    return {"peak_rss_bytes": int(peak_bytes), "seconds": seconds}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nmnp.bench", description=__doc__.splitlines()[0])
     p.add_argument("--backends", "--backend", default="numpy,cpu,cuda",
@@ -339,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", type=int, default=None, help="encoder units (default: FlyNet's 7840)")
     p.add_argument("--scaling", action="store_true", help="also run the scaling tables")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch comparison")
+    p.add_argument("--demo-memory", action="store_true",
+                   help="only run the demo in a child process and report its peak memory")
     p.add_argument("--json", default=None, help="write every figure here")
     return p
 
@@ -350,7 +373,12 @@ def main(argv=None) -> int:
             from .atomic import check_output_path
 
             check_output_path(args.json)
-        out = run_bench(args)
+        if args.demo_memory:
+            out = {"machine": describe_machine(), "demo": measure_demo_memory()}
+            print(f"python -m nmnp.demo: peak resident memory {out['demo']['peak_rss_bytes'] / 2**20:,.0f} MiB, "
+                  f"{out['demo']['seconds']:.1f} s (machine: {out['machine']['cpu']}, {out['machine']['cores']} cores)")
+        else:
+            out = run_bench(args)
         if args.json:
             from .atomic import atomic_write_json
 
