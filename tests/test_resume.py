@@ -64,7 +64,10 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
     """SIGKILL a real `nmnp run` in the middle of its second task, resume it, and compare
     with an uninterrupted run of the same seed, backend and thread count."""
     ck = tmp_path / "run.nmnp"
-    args = SMALL_RUN + ["--tasks", "3", "--seed", "5", "--batch-size", "32"]
+    # 4 tasks of 2 epochs at batch 16: each task is hundreds of steps, so the kill, sent as soon
+    # as the first checkpoint exists, lands in the middle of some later task however fast
+    # the machine is.
+    args = SMALL_RUN + ["--tasks", "4", "--seed", "5", "--batch-size", "16", "--epochs", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "nmnp", "run", *args, "--checkpoint", str(ck)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -74,8 +77,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
         while not (ck.exists() and len(checkpoint.describe(ck)["tasks"]) >= 1):
             assert proc.poll() is None, f"the run ended early: {proc.stderr.read().decode()}"
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.01)
-        time.sleep(0.1)  # into task 2: rotating its images, then 188 training steps
+            time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -84,7 +86,8 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
             proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    assert checkpoint.describe(ck)["tasks"] == ["rotate 0°"], "killed during task 2, not after it"
+    done = checkpoint.describe(ck)["tasks"]
+    assert 1 <= len(done) < 4, "the kill must land before the run's last task is finished"
     assert [p.name for p in tmp_path.iterdir()] == ["run.nmnp"] or all(
         p.name == "run.nmnp" or p.name.startswith(".run.nmnp.") for p in tmp_path.iterdir()
     )  # at most a stray temporary file from a kill during a write; never a damaged checkpoint
@@ -95,7 +98,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed after task 1 of 3" in resumed.stdout
+    assert f"resumed after task {len(done)} of 4" in resumed.stdout
 
     # The uninterrupted run, in this process (same code, seed, backend and thread count).
     assert cli.main(["run", *args, "--json", str(tmp_path / "full.json")]) == 0
@@ -103,7 +106,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
     full = json.loads((tmp_path / "full.json").read_text())
     again = json.loads((tmp_path / "r.json").read_text())
     assert again["acc_matrix"] == full["acc_matrix"]  # exact, not approximate
-    assert len(full["acc_matrix"]) == 3 and again["resumed_from"]["tasks_done"] == 1
+    assert len(full["acc_matrix"]) == 4 and again["resumed_from"]["tasks_done"] == len(done)
     assert again["config"] == full["config"]
 
 
