@@ -36,7 +36,15 @@ def sparse_encoder_forward(x, idx, backend="cpu"):
     cache : for :func:`sparse_encoder_backward`
     """
     _require(x.ndim == 2, f"encoder input must be 2-D (batch, n_in), got shape {x.shape}")
+    _require(x.dtype in (np.float32, np.float64), f"encoder input must be float32 or float64, got {x.dtype}")
     _require(idx.ndim == 2, f"encoder indices must be 2-D (n_units, k), got shape {idx.shape}")
+    _require(idx.dtype.kind in "iu", f"encoder indices must be integers, got dtype {idx.dtype}")
+    # the kernels index x with these numbers unchecked: an out-of-range one would read past it
+    _require(
+        idx.size > 0 and 0 <= idx.min() and idx.max() < x.shape[1],
+        f"encoder indices must lie in 0..{x.shape[1] - 1} (the input width), "
+        f"got {idx.min() if idx.size else 'none'}..{idx.max() if idx.size else 'none'}",
+    )
     kernels = get_backend(backend)
     h = kernels.encoder_forward(x, idx)
     return h, (h, idx, x.shape[1], kernels)
@@ -80,6 +88,11 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
     cache : for :func:`modulated_linear_backward`
     """
     _require(x.ndim == 2, f"layer input must be 2-D (batch, n), got shape {x.shape}")
+    _require(
+        x.dtype in (np.float32, np.float64) and gains.dtype == x.dtype and weight.dtype == x.dtype,
+        f"input, gains and weight must share one float dtype (float32 or float64), got "
+        f"{x.dtype}, {gains.dtype}, {weight.dtype}",
+    )
     _require(
         gains.shape == (x.shape[1],),
         f"gains have shape {gains.shape}, expected ({x.shape[1]},) to match the input",

@@ -122,3 +122,17 @@ def test_layer_shape_errors_name_the_problem(rng):
         layers.modulated_linear_forward(x, np.ones(4), 1.0, np.ones((2, 3)))
     with pytest.raises(ShapeError, match="encoder input must be 2-D"):
         layers.sparse_encoder_forward(np.ones(4), np.zeros((2, 1), np.int32))
+
+
+def test_bad_encoder_indices_and_dtypes_are_named_before_any_kernel_runs():
+    x = np.ones((2, 5), np.float32)
+    with pytest.raises(ShapeError, match=r"encoder indices must lie in 0..4 \(the input width\), got 0..9"):
+        layers.sparse_encoder_forward(x, np.array([[0, 9]], np.int32), "cpu")
+    with pytest.raises(ShapeError, match="got -1..1"):
+        layers.sparse_encoder_forward(x, np.array([[-1, 1]], np.int32), "cpu")
+    with pytest.raises(ShapeError, match="encoder indices must be integers, got dtype float64"):
+        layers.sparse_encoder_forward(x, np.array([[0.0, 1.0]]), "cpu")
+    with pytest.raises(ShapeError, match="encoder input must be float32 or float64, got int64"):
+        layers.sparse_encoder_forward(np.ones((2, 5), np.int64), np.array([[0, 1]], np.int32), "cpu")
+    with pytest.raises(ShapeError, match="must share one float dtype.*float32, float64, float32"):
+        layers.modulated_linear_forward(x, np.ones(5), 1.0, np.ones((2, 5), np.float32))
