@@ -261,17 +261,17 @@ class ModulatedNetwork:
     def loss_and_grads_batch(self, x, labels, task_id: int, classes=None):
         """:meth:`loss_and_grads` on inputs, labels and classes already validated.
 
-        The training hot path: the fused kernels run the encoder inside the readout, so the
-        encoder activity is never materialised.
+        The training hot path: one fused pass computes the encoder and the readout and keeps
+        the encoder activity for the backward pass, so each step runs the encoder once.
         """
         ctx = self.tasks[task_id]
-        logits = self.kernels.task_logits(
-            x, self.encoder_indices, ctx.gains[None, :], ctx.strength, self.readout
-        )[0]
+        s = float(ctx.strength[0])
+        logits, h = self.kernels.logits_and_activity(
+            x, self.encoder_indices, ctx.gains, s, self.readout
+        )
         loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
-        dc, ds = self.kernels.context_grads(
-            x, self.encoder_indices, ctx.gains, float(ctx.strength[0]), self.readout,
-            dlogits.astype(self.dtype, copy=False),
+        dc, ds = self.kernels.modulated_param_grads(
+            dlogits.astype(self.dtype, copy=False), h, ctx.gains, s, self.readout
         )
         return loss, {"gains": dc, "strength": np.array([ds], dtype=self.dtype)}, n_correct
 

@@ -141,6 +141,8 @@ FUSED_SHAPES = [  # (B, n_in, n_units, k, n_out, T): unit counts that leave tail
     (2, 9, 13, 3, 4, 3),
     (33, 50, 77, 5, 10, 2),
     (130, 784, 1001, 7, 10, 1),
+    (5, 20, 30, 4, 13, 1),  # more outputs than one pass of the unit-major backward holds
+    (3, 12, 9, 3, 20, 1),
 ]
 
 
@@ -164,6 +166,44 @@ def test_fused_kernels_match_reference(fast_backend, shape, dtype):
     assert dc.dtype == dtype
     np.testing.assert_allclose(dc, dc_ref, **TOL[dtype])
     assert ds == pytest.approx(ds_ref, rel=TOL[dtype]["rtol"] * 10, abs=TOL[dtype]["atol"] * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", FUSED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_training_step_kernels_match_reference(fast_backend, shape, dtype):
+    """logits_and_activity, then modulated_param_grads on the activity it returned (on cpu,
+    a view of unit-major memory, which takes the unit-major kernel)."""
+    B, n_in, n_units, k, n_out, _ = shape
+    skip_if_too_large_for_simulator(fast_backend, B, n_units)
+    rng = np.random.default_rng(sum(shape) + 1)
+    fast = get_backend(fast_backend)
+    x, idx, c, s, W = random_problem(rng, B, n_in, n_units, k, n_out, dtype)
+    logits, h = fast.logits_and_activity(x, idx, c, s, W)
+    logits_ref, h_ref = reference.logits_and_activity(x, idx, c, s, W)
+    assert logits.shape == (B, n_out) and h.shape == (B, n_units)
+    assert logits.dtype == dtype and h.dtype == dtype
+    np.testing.assert_allclose(logits, logits_ref, **TOL[dtype])
+    np.testing.assert_allclose(h, h_ref, **TOL[dtype])
+    dl = rng.normal(size=(B, n_out)).astype(dtype)
+    dc, ds = fast.modulated_param_grads(dl, h, c, s, W)
+    dc_ref, ds_ref = reference.modulated_param_grads(dl, h_ref, c, s, W)
+    assert dc.dtype == dtype
+    np.testing.assert_allclose(dc, dc_ref, **TOL[dtype])
+    assert ds == pytest.approx(ds_ref, rel=TOL[dtype]["rtol"] * 10, abs=TOL[dtype]["atol"] * 10)
+
+
+def test_cpu_activity_is_unit_major_and_both_layouts_give_the_same_grads(rng):
+    """The cpu training step keeps the activity unit-major (no transpose copy); the
+    unit-major and sample-major backward kernels must agree on the same numbers."""
+    cpu = get_backend("cpu")
+    x, idx, c, s, W = random_problem(rng, 37, 30, 50, 4, 12, np.float64)
+    _, h = cpu.logits_and_activity(x, idx, c, s, W)
+    assert h.T.flags.c_contiguous and not h.flags.c_contiguous
+    dl = rng.normal(size=(37, 12))
+    unit_major = cpu.modulated_param_grads(dl, h, c, s, W)
+    sample_major = cpu.modulated_param_grads(dl, np.ascontiguousarray(h), c, s, W)
+    np.testing.assert_allclose(unit_major[0], sample_major[0], rtol=1e-10, atol=1e-12)
+    assert unit_major[1] == pytest.approx(sample_major[1], rel=1e-10)
 
 
 def test_reference_task_logits_equal_layer_composition(rng):

@@ -2,9 +2,11 @@
 
 A backend is a module that defines every name in :data:`KERNELS` with the signatures of
 :mod:`nmnp.kernels.reference`, and ``NAME``. The first five are the layers' forward and
-backward passes; ``task_logits`` and ``context_grads`` fuse the encoder with the readout (the
-training and evaluation hot path), so a backend can avoid ever writing the encoder output. :func:`get_backend` imports it lazily (so ``import nmnp``
-never compiles a kernel or touches a GPU) and checks that nothing is missing.
+backward passes; ``task_logits``, ``logits_and_activity`` and ``context_grads`` fuse the
+encoder with the readout (the training and evaluation hot path), so a backend can compute the
+encoder once per step, or never write its output at all. :func:`get_backend` imports it
+lazily (so ``import nmnp`` never compiles a kernel or touches a GPU) and checks that nothing
+is missing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ KERNELS = (
     "modulated_backward",
     "modulated_param_grads",
     "task_logits",
+    "logits_and_activity",
     "context_grads",
 )
 

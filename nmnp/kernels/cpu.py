@@ -53,11 +53,47 @@ def encoder_forward(x, idx):
     units, each unit's activity for the whole batch is k contiguous row loads (never a dense
     n_units x n_in matrix), centred with the per-sample mean computed up front (see
     :func:`_transposed_batch`) and rectified in place. One transpose copy returns (B, n).
+    Batches of fewer than :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
     """
+    if x.shape[0] < _SMALL_BATCH:
+        return _small_batch_activity(x, idx)
     xT, mean = _transposed_batch(x, idx)
     hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
     _encoder_forward_transposed(xT, idx, mean, hT, _unit_blocks(idx.shape[0]))
     return np.ascontiguousarray(hT.T)
+
+
+# Below this many samples, a loop over the batch per unit costs more to set up than it
+# does work (batch 1: 7,840 one-iteration loops per layer), so tiny batches keep the samples
+# outermost and gather scalars instead.
+_SMALL_BATCH = 4
+
+
+@njit(**_JIT)
+def _encoder_sample_major(x, idx, mean, h, n_blocks):
+    n, k = idx.shape
+    for blk in prange(n_blocks):
+        lo = blk * n // n_blocks
+        hi = (blk + 1) * n // n_blocks
+        for b in range(x.shape[0]):
+            for j in range(lo, hi):
+                total = x[b, idx[j, 0]]
+                for t in range(1, k):
+                    total += x[b, idx[j, t]]
+                v = total - mean[b]
+                h[b, j] = v if v > 0 else 0.0
+
+
+def _small_batch_activity(x, idx):
+    """Encoder output (B, n_units) for a few samples: parallel over blocks of units, k
+    scalar loads per unit and sample, centred with the per-sample mean from the input
+    counts (see :func:`_transposed_batch`)."""
+    n = idx.shape[0]
+    counts = _input_counts(idx, x.shape[1], x.dtype)
+    mean = np.ascontiguousarray((x @ counts) / x.dtype.type(n), dtype=x.dtype)
+    h = np.empty((x.shape[0], n), dtype=x.dtype)
+    _encoder_sample_major(np.ascontiguousarray(x), idx, mean, h, _unit_blocks(n))
+    return h
 
 
 @njit(**_JIT)
@@ -153,7 +189,16 @@ def modulated_backward(dy, h, c, s, W):
 
 
 def modulated_param_grads(dy, h, c, s, W):
-    """``(dc, ds)`` only; see :func:`nmnp.kernels.reference.modulated_param_grads`."""
+    """``(dc, ds)`` only; see :func:`nmnp.kernels.reference.modulated_param_grads`.
+
+    Contract: when ``h`` is a view of unit-major memory (``h.T`` C-contiguous, as returned
+    by :func:`logits_and_activity`), parallel over blocks of units with each unit's ``dc``
+    written by one thread and all outputs' batch dot products in registers (see
+    :func:`_unit_major_param_grads`); otherwise the sample-major kernel of
+    :func:`modulated_backward`.
+    """
+    if h.shape[0] > 1 and h.T.flags.c_contiguous:
+        return _param_grads_unit_major(dy, h.T, c, float(s), W)
     _, dc, ds = _modulated_grads(dy, h, c, s, W, False)
     return dc, ds
 
@@ -256,40 +301,61 @@ _UNITS_PER_PASS = 4  # units folded into the accumulators per pass: 4x fewer sto
 
 
 @njit(**_JIT)
-def _fused_logits(xT, idx, mean, gains, W, partials):
+def _fused_logits(xT, idx, mean, gains, W, partials, activity):
     # partials: (n_blocks, T, n_out, B): one private accumulator per block of units.
+    # activity: (n_units, B) to keep the encoder output for a backward pass, or (0, B) to
+    # use a small per-block scratch instead (inference never needs it).
     n = idx.shape[0]
     T, n_out, B = partials.shape[1], partials.shape[2], partials.shape[3]
     n_blocks = partials.shape[0]
+    keep = activity.shape[0] > 0
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
-        m = np.empty((_UNITS_PER_PASS, B), dtype=xT.dtype)
+        scratch = np.empty((_UNITS_PER_PASS, B), dtype=xT.dtype)
+        m = activity if keep else scratch
         for t in range(T):
             for o in range(n_out):
                 for b in range(B):
                     partials[blk, t, o, b] = 0.0
         j = lo
         while j + _UNITS_PER_PASS <= hi:
+            r = j if keep else 0  # row of m holding unit j
             for u in range(_UNITS_PER_PASS):
-                _unit_activity(xT, idx, j + u, mean, m, u)
+                _unit_activity(xT, idx, j + u, mean, m, r + u)
+            h0, h1, h2, h3 = m[r], m[r + 1], m[r + 2], m[r + 3]
             for t in range(T):
                 for o in range(n_out):
                     w0 = W[o, j] * gains[t, j]
                     w1 = W[o, j + 1] * gains[t, j + 1]
                     w2 = W[o, j + 2] * gains[t, j + 2]
                     w3 = W[o, j + 3] * gains[t, j + 3]
+                    acc = partials[blk, t, o]
                     for b in range(B):
-                        partials[blk, t, o, b] += w0 * m[0, b] + w1 * m[1, b] + w2 * m[2, b] + w3 * m[3, b]
+                        acc[b] += w0 * h0[b] + w1 * h1[b] + w2 * h2[b] + w3 * h3[b]
             j += _UNITS_PER_PASS
         while j < hi:  # the block's last few units, one at a time
-            _unit_activity(xT, idx, j, mean, m, 0)
+            r = j if keep else 0
+            _unit_activity(xT, idx, j, mean, m, r)
+            h0 = m[r]
             for t in range(T):
                 for o in range(n_out):
                     w = W[o, j] * gains[t, j]
+                    acc = partials[blk, t, o]
                     for b in range(B):
-                        partials[blk, t, o, b] += w * m[0, b]
+                        acc[b] += w * h0[b]
             j += 1
+
+
+def _run_fused_logits(x, idx, gains, strengths, W, activity):
+    """(T, B, n_out) logits from :func:`_fused_logits`, filling ``activity`` when it has rows."""
+    xT, mean = _transposed_batch(x, idx)
+    T = gains.shape[0]
+    partials = np.empty((_unit_blocks(idx.shape[0]), T, W.shape[0], x.shape[0]), dtype=x.dtype)
+    _fused_logits(xT, idx, mean, np.ascontiguousarray(gains), W, partials, activity)
+    u = partials.sum(axis=0)  # (T, n_out, B)
+    s = np.asarray(strengths, dtype=x.dtype).reshape(T, 1, 1)
+    return np.ascontiguousarray((s * u).transpose(0, 2, 1))
 
 
 def task_logits(x, idx, gains, strengths, W):
@@ -297,53 +363,103 @@ def task_logits(x, idx, gains, strengths, W):
 
     Contract: parallel over blocks of units; per unit, k contiguous row loads build the
     activity of the whole batch in a private buffer; four units at a time are folded straight
-    into each task's logits (one load and store of the accumulator per four multiply-adds); one (T, n_out, B) accumulator per block, summed afterwards. Extra tasks cost only
-    their readout, never another encoder pass.
+    into each task's logits (one load and store of the accumulator per four multiply-adds);
+    one (T, n_out, B) accumulator per block, summed afterwards. Extra tasks cost only their
+    readout, never another encoder pass, and the encoder output is never written to memory.
+    Batches of fewer than :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
     """
-    xT, mean = _transposed_batch(x, idx)
-    T = gains.shape[0]
-    partials = np.empty((_unit_blocks(idx.shape[0]), T, W.shape[0], x.shape[0]), dtype=x.dtype)
-    _fused_logits(xT, idx, mean, np.ascontiguousarray(gains), W, partials)
-    u = partials.sum(axis=0)  # (T, n_out, B)
-    s = np.asarray(strengths, dtype=x.dtype).reshape(T, 1, 1)
-    return np.ascontiguousarray((s * u).transpose(0, 2, 1))
+    if x.shape[0] < _SMALL_BATCH:
+        h = _small_batch_activity(x, idx)
+        logits = np.empty((gains.shape[0], x.shape[0], W.shape[0]), dtype=x.dtype)
+        for t in range(gains.shape[0]):
+            logits[t] = modulated_forward(h, np.ascontiguousarray(gains[t]), strengths[t], W)
+        return logits
+    no_activity = np.empty((0, x.shape[0]), dtype=x.dtype)
+    return _run_fused_logits(x, idx, gains, strengths, W, no_activity)
+
+
+def logits_and_activity(x, idx, c, s, W):
+    """One task's logits and the encoder activity; see the reference twin.
+
+    Contract: the fused pass of :func:`task_logits`, which also keeps each unit's activity
+    row as it goes, so the backward pass never recomputes the encoder. The activity is
+    returned as a (B, n_units) view of a unit-major (n_units, B) buffer: the layout
+    :func:`modulated_param_grads` reads fastest, and no transpose copy is made. Batches of
+    fewer than :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
+    """
+    if x.shape[0] < _SMALL_BATCH:
+        h = _small_batch_activity(x, idx)
+        return modulated_forward(h, c, s, W), h
+    activity = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
+    logits = _run_fused_logits(x, idx, c[None, :], np.asarray(s).reshape(1), W, activity)
+    return logits[0], activity.T
+
+
+_OUTPUTS_PER_PASS = 10  # dot products kept in registers at once: the paper's 10 classes
 
 
 @njit(**_JIT)
-def _fused_context_grads(xT, idx, mean, W, dlT, gh, n_blocks):
-    # gh_j = sum_b (dl W)_bj h_bj = sum_o W_oj <dl_o, h_j>: n_out dot products of length B per
-    # unit, accumulated in registers (nothing stored per multiply-add).
-    n = idx.shape[0]
-    n_out, B = dlT.shape
+def _unit_major_param_grads(hT, W, dlT, gh, n_blocks):
+    # gh_j = sum_o W_oj <dl_o, h_j>. For each unit, all (up to) ten dot products over the
+    # batch run in one loop: the activity row is read once, and ten vector accumulators stay
+    # in registers (measured 2x faster than passes of four). dlT has a multiple of ten rows,
+    # zero-padded, so any output count works; only the real rows are weighted by W.
+    n, B = hT.shape
+    n_out = W.shape[0]
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
-        m = np.empty((1, B), dtype=xT.dtype)
         for j in range(lo, hi):
-            _unit_activity(xT, idx, j, mean, m, 0)
+            h = hT[j]
             total = 0.0
-            for o in range(n_out):
-                dot = 0.0
+            for o in range(0, dlT.shape[0], _OUTPUTS_PER_PASS):
+                l0, l1, l2, l3, l4 = dlT[o], dlT[o + 1], dlT[o + 2], dlT[o + 3], dlT[o + 4]
+                l5, l6, l7, l8, l9 = dlT[o + 5], dlT[o + 6], dlT[o + 7], dlT[o + 8], dlT[o + 9]
+                # A float32 zero: Numba widens these to float64 when the arrays are float64.
+                d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = d8 = d9 = np.float32(0.0)
                 for b in range(B):
-                    dot += dlT[o, b] * m[0, b]
-                total += W[o, j] * dot
+                    v = h[b]
+                    d0 += l0[b] * v
+                    d1 += l1[b] * v
+                    d2 += l2[b] * v
+                    d3 += l3[b] * v
+                    d4 += l4[b] * v
+                    d5 += l5[b] * v
+                    d6 += l6[b] * v
+                    d7 += l7[b] * v
+                    d8 += l8[b] * v
+                    d9 += l9[b] * v
+                dots = (d0, d1, d2, d3, d4, d5, d6, d7, d8, d9)
+                for q in range(min(_OUTPUTS_PER_PASS, n_out - o)):
+                    total += W[o + q, j] * dots[q]
             gh[j] = total
+
+
+def _param_grads_unit_major(dy, hT, c, s, W):
+    """(dc, ds) from unit-major activity hT (n_units, B)."""
+    n_out, B = W.shape[0], hT.shape[1]
+    rows = -(-n_out // _OUTPUTS_PER_PASS) * _OUTPUTS_PER_PASS
+    dlT = np.zeros((rows, B), dtype=hT.dtype)
+    dlT[:n_out] = np.asarray(dy).T
+    gh = np.empty(hT.shape[0], dtype=np.float64)
+    _unit_major_param_grads(hT, W, dlT, gh, _unit_blocks(hT.shape[0]))
+    return (s * gh).astype(hT.dtype), float(np.dot(c, gh))
 
 
 def context_grads(x, idx, c, s, W, dlogits):
     """``(dc, ds)`` straight from the inputs; see the reference twin.
 
-    Contract: parallel over blocks of units, each unit's ``dc`` written by exactly one
-    thread (no reduction buffers at all); per unit, ``dc_j = s sum_o W_oj <dl_o, h_j>`` is
-    n_out dot products over the batch, accumulated in registers. The encoder activity is
-    recomputed per unit rather than stored, because k row loads from the cache-resident
-    batch are cheaper than a round trip of n_units x B floats through memory.
+    Contract: the encoder writes unit-major activity (n_units, B) in parallel over blocks
+    of units, then :func:`modulated_param_grads`'s unit-major kernel reads it once. The
+    training step avoids even this encoder pass by keeping the activity of
+    :func:`logits_and_activity`.
     """
+    if x.shape[0] < _SMALL_BATCH:
+        return modulated_param_grads(dlogits, _small_batch_activity(x, idx), c, s, W)
     xT, mean = _transposed_batch(x, idx)
-    dlT = np.ascontiguousarray(dlogits.T, dtype=x.dtype)
-    gh = np.empty(idx.shape[0], dtype=np.float64)
-    _fused_context_grads(xT, idx, mean, W, dlT, gh, _unit_blocks(idx.shape[0]))
-    return (s * gh).astype(x.dtype), float(np.dot(c, gh))
+    hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
+    _encoder_forward_transposed(xT, idx, mean, hT, _unit_blocks(idx.shape[0]))
+    return _param_grads_unit_major(dlogits, hT, c, float(s), W)
 
 
 @njit(parallel=True, fastmath=True, cache=True)

@@ -772,6 +772,18 @@ def task_logits(x, idx, gains, strengths, W):
     return _host(logits_dev)
 
 
+def logits_and_activity(x, idx, c, s, W):
+    """One task's logits and the encoder activity; see the reference twin.
+
+    Launches: those of :func:`encoder_forward` and :func:`modulated_forward`, with the
+    activity brought back to the host in between. Training on this backend does not use
+    it: the device-resident loop of :mod:`nmnp.kernels.cuda_training` keeps everything on
+    the GPU.
+    """
+    h = encoder_forward(x, idx)
+    return modulated_forward(h, c, s, W), h
+
+
 def context_grads(x, idx, c, s, W, dlogits):
     """``(dc, ds)`` straight from the inputs; see the reference twin.
 

@@ -152,6 +152,28 @@ def task_logits(x, idx, gains, strengths, W):
     return np.stack([modulated_forward(h, c, float(s), W) for c, s in zip(gains, strengths)])
 
 
+def logits_and_activity(x, idx, c, s, W):
+    """One task's logits and the encoder activity they came from: a training step's forward.
+
+    Parameters
+    ----------
+    x : (B, n_in)
+    idx : (n_units, k)
+    c : (n_units,), s : float, W : (n_out, n_units)
+
+    Returns
+    -------
+    logits : (B, n_out)
+        ``s (h \\odot c) W^T``
+    h : (B, n_units)
+        The encoder activity, kept so that the backward pass
+        (:func:`modulated_param_grads`) need not recompute it. Fast backends may return it
+        as a view of unit-major memory.
+    """
+    h = encoder_forward(x, idx)
+    return modulated_forward(h, c, s, W), h
+
+
 def context_grads(x, idx, c, s, W, dlogits):
     """``(dc, ds)`` of one task straight from the inputs: encoder, then the readout backward.
 

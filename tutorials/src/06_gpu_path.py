@@ -57,7 +57,7 @@ SIMULATOR = K.SIMULATOR
 print(f"cuda backend on: {K.device_name()}")
 print(f"launch configuration: {K.current_config()}")
 assert SIMULATOR == (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")
-assert all(callable(getattr(K, name)) for name in KERNELS)  # the same seven kernels
+assert all(callable(getattr(K, name)) for name in KERNELS)  # the same eight kernels
 
 
 def max_rel_err(a, b):
@@ -66,7 +66,7 @@ def max_rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 # %% [markdown]
-# Each of the seven functions takes and returns host NumPy arrays, like its twins, so the
+# Each of the eight functions takes and returns host NumPy arrays, like its twins, so the
 # same tests run on every backend. Inside, the inputs are copied to the device, one or more
 # kernels run, and the results are copied back. Training does not go through these
 # per-batch functions: it keeps the data on the device (section 4).
@@ -241,6 +241,7 @@ arguments = {
     "modulated_backward": (dy, h, c, s, W),
     "modulated_param_grads": (dy, h, c, s, W),
     "task_logits": (x, idx, gains, np.array([0.5, 1.0, 2.0]), W),
+    "logits_and_activity": (x, idx, c, s, W),
     "context_grads": (x, idx, c, s, W, dy),
 }
 assert set(arguments) == set(KERNELS)
