@@ -37,13 +37,13 @@ def _n_chunks(batch: int) -> int:
 
 
 @njit(**_JIT)
-def _encoder_forward_transposed(xT, idx, mean, hT, n_blocks):
-    n = idx.shape[0]
+def _encoder_forward_transposed(xT, rows, mean, hT, n_blocks):
+    n = rows.shape[0]
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         for j in range(lo, hi):
-            _unit_activity(xT, idx, j, mean, hT, j)
+            _unit_activity(xT, rows, j, mean, hT, j)
 
 
 def encoder_forward(x, idx):
@@ -57,9 +57,9 @@ def encoder_forward(x, idx):
     """
     if x.shape[0] < _SMALL_BATCH:
         return _small_batch_activity(x, idx)
-    xT, mean = _transposed_batch(x, idx)
+    xT, rows, mean = _transposed_batch(x, idx)
     hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
-    _encoder_forward_transposed(xT, idx, mean, hT, _unit_blocks(idx.shape[0]))
+    _encoder_forward_transposed(xT, rows, mean, hT, _unit_blocks(idx.shape[0]))
     return np.ascontiguousarray(hT.T)
 
 
@@ -241,71 +241,88 @@ def _input_counts(idx, n_in: int, dtype):
     return counts
 
 
+_ROWS_PER_PASS = 7  # input rows summed per loop over the batch: FlyNet's k, in one pass
+
+_PADDED: dict = {}
+
+
+def _padded_indices(idx, n_in: int):
+    """idx widened to a multiple of :data:`_ROWS_PER_PASS` columns with the index ``n_in``
+    (the zero row :func:`_transposed_batch` appends), so every pass sums exactly that many
+    rows and needs no branch. Cached like :func:`_input_counts`."""
+    cacheable = not idx.flags.writeable and idx.base is None
+    key = (id(idx), n_in)
+    if cacheable:
+        hit = _PADDED.get(key)
+        if hit is not None and hit[0]() is idx:
+            return hit[1]
+    n, k = idx.shape
+    width = max(1, -(-k // _ROWS_PER_PASS)) * _ROWS_PER_PASS
+    rows = np.full((n, width), n_in, dtype=np.int32)
+    rows[:, :k] = idx
+    if cacheable:
+        _PADDED[key] = (weakref.ref(idx), rows)
+    return rows
+
+
 def _transposed_batch(x, idx):
-    """(xT, mean): the batch with samples innermost, and each sample's mean unit activity."""
-    xT = np.ascontiguousarray(x.T)
-    counts = _input_counts(idx, x.shape[1], x.dtype)
-    mean = (counts @ xT) / x.dtype.type(idx.shape[0])
-    return xT, np.ascontiguousarray(mean, dtype=x.dtype)
+    """(xT, rows, mean) for the gather kernels.
+
+    xT (n_in + 1, B): the batch with samples innermost, plus a row of zeros; rows: the
+    encoder indices padded to whole passes with the zero row's index (see
+    :func:`_padded_indices`); mean (B,): each sample's mean unit activity.
+    """
+    n_in, B = x.shape[1], x.shape[0]
+    xT = np.empty((n_in + 1, B), dtype=x.dtype)
+    xT[:n_in] = x.T
+    xT[n_in] = 0
+    counts = _input_counts(idx, n_in, x.dtype)
+    mean = (counts @ xT[:n_in]) / x.dtype.type(idx.shape[0])
+    return xT, _padded_indices(idx, n_in), np.ascontiguousarray(mean, dtype=x.dtype)
 
 
 @njit(**_JIT_SERIAL)
-def _unit_activity(xT, idx, j, mean, m, row):
-    """m[row, :] = relu(sum_t xT[idx[j, t], :] - mean): unit j's activity for the whole batch.
+def _unit_activity(xT, rows, j, mean, m, row):
+    """m[row, :] = relu(sum_t xT[rows[j, t], :] - mean): unit j's activity for the batch.
 
-    Rows are summed four at a time (then two, then one) and the centring and ReLU are folded
-    into the last pass: with batch-sized loops, each loop's set-up (alias checks, remainder
-    handling) costs as much as its work, so fewer, fatter loops win (1.5x at batch 128).
-    Plain 2-D indexing: a view such as ``xT[i]`` would cost a reference-count update.
+    Seven rows are summed per loop over the batch (padding rows are zeros), and the
+    centring and ReLU are folded into the last pass. With batch-sized loops, each loop's
+    set-up costs about as much as its work, so one fat loop per unit wins: measured 1.7x
+    faster than passes of four, two and one rows, and 1.3x faster than passes of eight
+    (whose padding row costs FlyNet an extra load per sample).
     """
     B = m.shape[1]
-    k = idx.shape[1]
-    for b in range(B):
-        m[row, b] = 0.0
-    t = 0
-    while t < k:
-        if k - t >= 4:
-            i0, i1, i2, i3 = idx[j, t], idx[j, t + 1], idx[j, t + 2], idx[j, t + 3]
-            step = 4
-        elif k - t >= 2:
-            i0, i1, i2, i3 = idx[j, t], idx[j, t + 1], -1, -1
-            step = 2
+    width = rows.shape[1]
+    h = m[row]
+    for t in range(0, width, _ROWS_PER_PASS):
+        r0, r1, r2, r3 = xT[rows[j, t]], xT[rows[j, t + 1]], xT[rows[j, t + 2]], xT[rows[j, t + 3]]
+        r4, r5, r6 = xT[rows[j, t + 4]], xT[rows[j, t + 5]], xT[rows[j, t + 6]]
+        first, last = t == 0, t + _ROWS_PER_PASS >= width
+        if first and last:
+            for b in range(B):
+                v = r0[b] + r1[b] + r2[b] + r3[b] + r4[b] + r5[b] + r6[b] - mean[b]
+                h[b] = v if v > 0 else 0.0
+        elif first:
+            for b in range(B):
+                h[b] = r0[b] + r1[b] + r2[b] + r3[b] + r4[b] + r5[b] + r6[b]
+        elif last:
+            for b in range(B):
+                v = h[b] + r0[b] + r1[b] + r2[b] + r3[b] + r4[b] + r5[b] + r6[b] - mean[b]
+                h[b] = v if v > 0 else 0.0
         else:
-            i0, i1, i2, i3 = idx[j, t], -1, -1, -1
-            step = 1
-        last = t + step >= k
-        if step == 4:
-            if last:
-                for b in range(B):
-                    v = m[row, b] + xT[i0, b] + xT[i1, b] + xT[i2, b] + xT[i3, b] - mean[b]
-                    m[row, b] = v if v > 0 else 0.0
-            else:
-                for b in range(B):
-                    m[row, b] += xT[i0, b] + xT[i1, b] + xT[i2, b] + xT[i3, b]
-        elif step == 2:
-            if last:
-                for b in range(B):
-                    v = m[row, b] + xT[i0, b] + xT[i1, b] - mean[b]
-                    m[row, b] = v if v > 0 else 0.0
-            else:
-                for b in range(B):
-                    m[row, b] += xT[i0, b] + xT[i1, b]
-        else:
-            for b in range(B):  # a single row is always the last pass
-                v = m[row, b] + xT[i0, b] - mean[b]
-                m[row, b] = v if v > 0 else 0.0
-        t += step
+            for b in range(B):
+                h[b] += r0[b] + r1[b] + r2[b] + r3[b] + r4[b] + r5[b] + r6[b]
 
 
 _UNITS_PER_PASS = 4  # units folded into the accumulators per pass: 4x fewer stores
 
 
 @njit(**_JIT)
-def _fused_logits(xT, idx, mean, gains, W, partials, activity):
+def _fused_logits(xT, rows, mean, gains, W, partials, activity):
     # partials: (n_blocks, T, n_out, B): one private accumulator per block of units.
     # activity: (n_units, B) to keep the encoder output for a backward pass, or (0, B) to
     # use a small per-block scratch instead (inference never needs it).
-    n = idx.shape[0]
+    n = rows.shape[0]
     T, n_out, B = partials.shape[1], partials.shape[2], partials.shape[3]
     n_blocks = partials.shape[0]
     keep = activity.shape[0] > 0
@@ -322,7 +339,7 @@ def _fused_logits(xT, idx, mean, gains, W, partials, activity):
         while j + _UNITS_PER_PASS <= hi:
             r = j if keep else 0  # row of m holding unit j
             for u in range(_UNITS_PER_PASS):
-                _unit_activity(xT, idx, j + u, mean, m, r + u)
+                _unit_activity(xT, rows, j + u, mean, m, r + u)
             h0, h1, h2, h3 = m[r], m[r + 1], m[r + 2], m[r + 3]
             for t in range(T):
                 for o in range(n_out):
@@ -336,7 +353,7 @@ def _fused_logits(xT, idx, mean, gains, W, partials, activity):
             j += _UNITS_PER_PASS
         while j < hi:  # the block's last few units, one at a time
             r = j if keep else 0
-            _unit_activity(xT, idx, j, mean, m, r)
+            _unit_activity(xT, rows, j, mean, m, r)
             h0 = m[r]
             for t in range(T):
                 for o in range(n_out):
@@ -349,10 +366,10 @@ def _fused_logits(xT, idx, mean, gains, W, partials, activity):
 
 def _run_fused_logits(x, idx, gains, strengths, W, activity):
     """(T, B, n_out) logits from :func:`_fused_logits`, filling ``activity`` when it has rows."""
-    xT, mean = _transposed_batch(x, idx)
+    xT, rows, mean = _transposed_batch(x, idx)
     T = gains.shape[0]
     partials = np.empty((_unit_blocks(idx.shape[0]), T, W.shape[0], x.shape[0]), dtype=x.dtype)
-    _fused_logits(xT, idx, mean, np.ascontiguousarray(gains), W, partials, activity)
+    _fused_logits(xT, rows, mean, np.ascontiguousarray(gains), W, partials, activity)
     u = partials.sum(axis=0)  # (T, n_out, B)
     s = np.asarray(strengths, dtype=x.dtype).reshape(T, 1, 1)
     return np.ascontiguousarray((s * u).transpose(0, 2, 1))
@@ -456,9 +473,9 @@ def context_grads(x, idx, c, s, W, dlogits):
     """
     if x.shape[0] < _SMALL_BATCH:
         return modulated_param_grads(dlogits, _small_batch_activity(x, idx), c, s, W)
-    xT, mean = _transposed_batch(x, idx)
+    xT, rows, mean = _transposed_batch(x, idx)
     hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
-    _encoder_forward_transposed(xT, idx, mean, hT, _unit_blocks(idx.shape[0]))
+    _encoder_forward_transposed(xT, rows, mean, hT, _unit_blocks(idx.shape[0]))
     return _param_grads_unit_major(dlogits, hT, c, float(s), W)
 
 
