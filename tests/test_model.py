@@ -113,6 +113,7 @@ def test_frozen_and_unknown_tasks_are_refused(rng):
         (np.zeros((2, 20), dtype=bool), "real numeric array, got dtype bool"),
         (np.where(np.eye(2, 20) > 0, np.nan, 0.0), "NaN or infinite values \\(first in sample 0\\)"),
         (np.where(np.eye(3, 20, 2) > 0, np.inf, 0.0), "NaN or infinite values"),
+        (np.where(np.eye(4, 20, -3) > 0, -np.inf, 1.0), r"NaN or infinite values \(first in sample 3\)"),
     ],
 )
 def test_bad_inputs_are_named(x, message):
