@@ -9,7 +9,9 @@ versions. Sections:
   size and thread count, with a roofline line (work per sample against the measured peaks);
 * inference: one task, and T tasks evaluated on the same batch;
 * scaling (``--scaling``): training time against encoder width and batch size;
-* pytorch: the authors' dense formulation, if PyTorch happens to be installed.
+* pytorch: the authors' dense formulation, if PyTorch happens to be installed;
+* paired: the cpu backend against numpy and PyTorch at batch 128, every repeat running each
+  side back to back, so that a change in a shared machine's speed cancels out of the ratios.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ def _inputs(config: NetworkConfig, n: int, seed: int = 0):
     return x, rng.integers(0, config.n_outputs, n)
 
 
-def measure_training(backend: str, config: NetworkConfig, batch_size: int, repeats: int, steps: int) -> dict:
-    """Samples/s of full training steps (fused forward + backward + RMSprop)."""
+def training_runner(backend: str, config: NetworkConfig, batch_size: int, steps: int):
+    """A function that runs ``steps`` full training steps (fused forward + backward +
+    RMSprop) of a fresh network at ``batch_size``: what :func:`measure_training` times."""
     net = ModulatedNetwork(config, backend)
     t = net.add_task()
     optimizer = make_optimizer("rmsprop", net.trainable_params(t), 0.01)
@@ -125,8 +128,41 @@ def measure_training(backend: str, config: NetworkConfig, batch_size: int, repea
             _, grads, _ = net.loss_and_grads_batch(xb, yb, t)
             optimizer.step(grads)
 
-    seconds = _timed(run, repeats)
+    return run
+
+
+def measure_training(backend: str, config: NetworkConfig, batch_size: int, repeats: int, steps: int) -> dict:
+    """Samples/s of full training steps (fused forward + backward + RMSprop)."""
+    seconds = _timed(training_runner(backend, config, batch_size, steps), repeats)
     return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds}
+
+
+def measure_paired(runners: dict, repeats: int, base: str) -> dict:
+    """Time several runners in alternation and give each one's speed relative to ``base``.
+
+    Each repeat times every runner once, back to back, so a change in the machine's speed
+    during the benchmark (a shared host) affects both sides of each ratio alike. Returns
+    ``{name: {"seconds": ..., "ratio": {"median", "min", "max"}}}`` where ratio is
+    ``time(name) / time(base)`` per repeat: how many times faster ``base`` is.
+    """
+    if base not in runners:
+        raise ValueError(f"base {base!r} is not among the runners {sorted(runners)}")
+    for run in runners.values():
+        run()  # warm-up: compilation, caches
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    out = {}
+    for name, ts in times.items():
+        ratios = [t / b for t, b in zip(ts, times[base])]
+        out[name] = {
+            "seconds": {"median": float(np.median(ts)), "min": min(ts), "max": max(ts)},
+            "ratio": {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)},
+        }
+    return out
 
 
 def measure_training_cuda(config: NetworkConfig, batch_size: int, repeats: int, steps: int) -> dict:
@@ -158,8 +194,9 @@ def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_ta
     return {"samples_per_second": _rate(batch_size, seconds), "seconds": seconds}
 
 
-def measure_torch_dense(config: NetworkConfig, batch_size: int, repeats: int, steps: int, threads: int):
-    """The authors' formulation: dense binary encoder matmul + autograd + RMSprop (PyTorch)."""
+def torch_dense_runner(config: NetworkConfig, batch_size: int, steps: int, threads: int):
+    """The authors' formulation in PyTorch: a dense binary encoder matmul, autograd and
+    RMSprop, ``steps`` training steps per call; None when PyTorch is not installed."""
     try:
         import torch
     except ImportError:
@@ -185,8 +222,17 @@ def measure_torch_dense(config: NetworkConfig, batch_size: int, repeats: int, st
             loss.backward()
             opt.step()
 
+    run.torch_version = torch.__version__
+    return run
+
+
+def measure_torch_dense(config: NetworkConfig, batch_size: int, repeats: int, steps: int, threads: int):
+    """Samples/s of :func:`torch_dense_runner`; None when PyTorch is not installed."""
+    run = torch_dense_runner(config, batch_size, steps, threads)
+    if run is None:
+        return None
     seconds = _timed(run, repeats)
-    return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds, "torch": torch.__version__}
+    return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds, "torch": run.torch_version}
 
 
 # ----------------------------------------------------------------------------- the report
@@ -296,9 +342,44 @@ def run_bench(args) -> dict:
     out["ratios"] = ratios
     if ratios:
         say("\nratios measured in this run (medians): " + ", ".join(f"{k} = {v:.1f}x" for k, v in ratios.items()))
+    out["paired"] = run_paired(args, config, backends, batch_sizes, all_threads, say)
     if args.scaling:
         out["scaling"] = run_scaling(args, all_threads, say)
     return out
+
+
+def run_paired(args, config, backends, batch_sizes, threads: int, say) -> dict | None:
+    """The cpu backend against the others at the targets' batch size, in alternation.
+
+    The ratios above compare sections measured minutes apart; here every repeat runs the cpu
+    backend and each comparison back to back (see :func:`measure_paired`).
+    """
+    bs = 128 if 128 in batch_sizes else batch_sizes[0]
+    steps = max(1, min(args.steps, (args.samples // bs) or 1))
+    runners = {}
+    if "cpu" in backends:
+        runners["cpu"] = training_runner("cpu", config, bs, steps)
+    if "cpu" not in runners:
+        return None
+    if "numpy" in backends:
+        runners["numpy"] = training_runner("numpy", config, bs, steps)
+    if args.torch:
+        torch_run = torch_dense_runner(config, bs, steps, threads)
+        if torch_run is not None:
+            runners["torch dense"] = torch_run
+    if len(runners) < 2:
+        return None
+    result = measure_paired(runners, args.repeats, base="cpu")
+    say(f"\npaired (each repeat runs every side back to back; batch {bs}, {threads} threads): "
+        f"how many times faster cpu is, median [min .. max] over {args.repeats} repeats")
+    for name, r in result.items():
+        if name == "cpu":
+            continue
+        q = r["ratio"]
+        say(f"  cpu vs {name:<12} {q['median']:6.1f}x  [{q['min']:.1f} .. {q['max']:.1f}]"
+            f"   (cpu {bs * steps / result['cpu']['seconds']['median']:,.0f}/s, "
+            f"{name} {bs * steps / r['seconds']['median']:,.0f}/s)")
+    return {"batch_size": bs, "threads": threads, "steps": steps, **result}
 
 
 def run_scaling(args, threads: int, say) -> dict:

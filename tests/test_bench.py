@@ -7,6 +7,7 @@ import json
 import pytest
 
 from nmnp import NetworkConfig
+from nmnp import bench
 from nmnp.bench import inference_flops_per_sample, main, training_bytes_per_sample, training_flops_per_sample
 
 
@@ -38,4 +39,31 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
         assert r["roofline_fraction"] == pytest.approx(rate["median"] / r["roofline_samples_per_second"])
     assert {r["tasks"] for r in report["inference"] if r["backend"] == "cpu"} == {1, 36}
     assert "cpu/numpy batch 16" in report["ratios"]
+    paired = report["paired"]
+    assert paired["batch_size"] == 4 and set(paired) >= {"cpu", "numpy"}
+    assert paired["cpu"]["ratio"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    assert paired["numpy"]["ratio"]["min"] <= paired["numpy"]["ratio"]["median"] <= paired["numpy"]["ratio"]["max"]
+    assert "cpu vs numpy" in printed
     assert "roofline" in printed and "numba" in printed  # machine and versions printed beside figures
+
+
+def test_paired_ratios_survive_a_change_in_machine_speed(monkeypatch):
+    """Runners on a fake clock: 'slow' takes 3x 'fast', and the whole machine slows 4x
+    halfway through. Paired ratios stay exactly 3; medians of separate sections would not."""
+    clock = {"now": 0.0, "speed": 1.0, "calls": 0}
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+
+    def runner(cost):
+        def run():
+            clock["calls"] += 1
+            if clock["calls"] > 6:  # after the warm-ups and two repeats, the host gets busy
+                clock["speed"] = 0.25
+            clock["now"] += cost / clock["speed"]
+        return run
+
+    out = bench.measure_paired({"fast": runner(1.0), "slow": runner(3.0)}, repeats=6, base="fast")
+    assert out["slow"]["ratio"] == {"median": pytest.approx(3.0), "min": pytest.approx(3.0), "max": pytest.approx(3.0)}
+    assert out["fast"]["ratio"]["median"] == 1.0
+    assert out["fast"]["seconds"]["min"] == 1.0 and out["fast"]["seconds"]["max"] == 4.0
+    with pytest.raises(ValueError, match="base 'cpu' is not among the runners"):
+        bench.measure_paired({"fast": runner(1.0)}, repeats=1, base="cpu")
