@@ -56,7 +56,35 @@ def find_task(tasks: list, task_id, owner: str):
     return tasks[task_id]
 
 
-class ModulatedNetwork:
+class Classifier:
+    """Prediction and accuracy for any learner with ``eval_logits``: the network below and
+    every comparison strategy (:mod:`nmnp.strategies`) share this one implementation.
+
+    A subclass provides ``check_inputs``, ``check_labels``, ``check_classes``, ``task``
+    (raising TaskError for an unknown id) and ``eval_logits(x, task_id)`` on validated inputs.
+    """
+
+    def predict(self, x, task_id: int, classes=None, batch_size: int = 1024) -> np.ndarray:
+        """Predicted class ids (B,) of task ``task_id``, in batches of ``batch_size``."""
+        x = self.check_inputs(x)
+        self.task(task_id)
+        classes = self.check_classes(classes)
+        out = np.empty(x.shape[0], dtype=np.int64)
+        for start in range(0, x.shape[0], batch_size):
+            logits = self.eval_logits(x[start : start + batch_size], task_id)
+            out[start : start + batch_size] = argmax_over_classes(logits, classes)
+        return out
+
+    def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
+        """Accuracy in [0, 1] of task ``task_id`` on (x, labels)."""
+        x = self.check_inputs(x)
+        y = self.check_labels(labels, x.shape[0])
+        if x.shape[0] == 0:
+            raise ShapeError("cannot evaluate on an empty set")
+        return float((self.predict(x, task_id, classes, batch_size) == y).mean())
+
+
+class ModulatedNetwork(Classifier):
     """Fixed random weights shared by all tasks, plus one learned context per task.
 
     Parameters
@@ -290,27 +318,13 @@ class ModulatedNetwork:
         )
         return loss, {"gains": dc, "strength": np.array([ds], dtype=self.dtype)}, n_correct
 
-    def predict(self, x, task_id: int, classes=None, batch_size: int = 1024) -> np.ndarray:
-        """Predicted class ids (B,) under task ``task_id``'s context."""
-        x = self.check_inputs(x)
+    def eval_logits(self, x, task_id: int) -> np.ndarray:
+        """Logits (B, n_outputs) of validated inputs under task ``task_id``'s context: the
+        fused encoder + readout kernel, which never writes the encoder activity out."""
         ctx = self.task(task_id)
-        classes = self.check_classes(classes)
-        out = np.empty(x.shape[0], dtype=np.int64)
-        for start in range(0, x.shape[0], batch_size):
-            logits = self.kernels.task_logits(
-                x[start : start + batch_size], self.encoder_indices, ctx.gains[None, :],
-                ctx.strength, self.readout,
-            )[0]
-            out[start : start + batch_size] = argmax_over_classes(logits, classes)
-        return out
-
-    def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
-        """Accuracy in [0, 1] of task ``task_id`` on (x, labels)."""
-        x = self.check_inputs(x)
-        y = self.check_labels(labels, x.shape[0])
-        if x.shape[0] == 0:
-            raise ShapeError("cannot evaluate on an empty set")
-        return float((self.predict(x, task_id, classes, batch_size) == y).mean())
+        return self.kernels.task_logits(
+            x, self.encoder_indices, ctx.gains[None, :], ctx.strength, self.readout
+        )[0]
 
     def evaluate_tasks(self, x, labels, task_ids=None, batch_size: int = 1024) -> np.ndarray:
         """Accuracy of several tasks on the same inputs, sharing one encoder pass per batch.

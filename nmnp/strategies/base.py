@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import NetworkConfig
-from ..errors import ShapeError, TaskError
-from ..model import ModulatedNetwork, argmax_over_classes, find_task, loss_and_dlogits
+from ..errors import TaskError
+from ..model import Classifier, ModulatedNetwork, find_task, loss_and_dlogits
 
 
 @dataclass
@@ -38,7 +38,7 @@ class StrategyTask:
     state: dict = field(default_factory=dict)
 
 
-class ReadoutStrategy:
+class ReadoutStrategy(Classifier):
     """Base class: a learned readout on top of the fixed sparse random encoder.
 
     Subclasses define :meth:`_init_task` (the new task's state), :meth:`_params` (the arrays
@@ -188,25 +188,6 @@ class ReadoutStrategy:
         logits = self.readout_logits(h, task_id)
         loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
         return loss, self.readout_grads(h, dlogits, task_id), n_correct
-
-    def predict(self, x, task_id: int, classes=None, batch_size: int = 1024) -> np.ndarray:
-        """Predicted class ids (B,) of task ``task_id``."""
-        x = self.check_inputs(x)
-        self.task(task_id)
-        classes = self.check_classes(classes)
-        out = np.empty(x.shape[0], dtype=np.int64)
-        for start in range(0, x.shape[0], batch_size):
-            logits = self.eval_logits(x[start : start + batch_size], task_id)
-            out[start : start + batch_size] = argmax_over_classes(logits, classes)
-        return out
-
-    def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
-        """Accuracy in [0, 1] of task ``task_id`` on (x, labels)."""
-        x = self.check_inputs(x)
-        y = self.check_labels(labels, x.shape[0])
-        if x.shape[0] == 0:
-            raise ShapeError("cannot evaluate on an empty set")
-        return float((self.predict(x, task_id, classes, batch_size) == y).mean())
 
     # ----------------------------------------------------------------- subclass hooks
     def _init_task(self, task_id: int) -> dict:
