@@ -287,19 +287,30 @@ def test_resident_training_matches_cpu_backend(K):
 
 
 @needs_cuda
-def test_resident_training_moves_only_metrics_per_epoch(K, monkeypatch):
-    uploads, downloads = [], []
-    real_up, real_down = K._to_device, K._host
-    monkeypatch.setattr(K, "_to_device", lambda a: uploads.append(np.shape(a)) or real_up(a))
-    monkeypatch.setattr(K, "_host", lambda d: downloads.append(d.shape) or real_down(d))
+def test_resident_training_moves_only_metrics_per_epoch(K):
     x, y = blobs(1, 40)
-    _train("cuda", x, y, TrainSettings(epochs=3, batch_size=16))
+    with K.record_transfers() as transfers:
+        _train("cuda", x, y, TrainSettings(epochs=3, batch_size=16))
+    uploads, downloads = transfers["up"], transfers["down"]
     orders = [s for s in uploads if s == (40,)]
     assert len(orders) == 3 + 1  # one order per epoch, plus the labels once
     assert uploads.count((40, 20)) == 1  # the inputs go up once for all epochs
     # per epoch: status (4,), per-sample losses and hits (40,); at the end: the status
     # (which buffer is good), gains and strength
     assert downloads == [(4,), (40,), (40,)] * 3 + [(4,), (2, 40), (2, 1)]
+
+
+@needs_cuda
+def test_record_transfers_sees_every_copy_and_stops_at_the_end_of_the_block(K):
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with K.record_transfers() as outer:
+        with K.record_transfers() as inner:
+            back = K._host(K._to_device(a))
+        K._to_device(a[0])
+    K._to_device(a)  # after both blocks: recorded nowhere
+    np.testing.assert_array_equal(back, a)
+    assert inner == {"up": [(2, 3)], "down": [(2, 3)]}
+    assert outer == {"up": [(2, 3), (3,)], "down": [(2, 3)]}
 
 
 @needs_cuda

@@ -239,10 +239,31 @@ def _grid2(nx: int, ny: int) -> tuple[int, int]:
 # (:func:`_compile_everything`): arrays stay NumPy and each launch compiles PTX instead.
 _compile_only: dict | None = None
 launch_counts: dict[str, int] = {}
+_transfer_records: list[dict] = []
+
+
+@contextmanager
+def record_transfers():
+    """Record the host/device copies made inside a ``with`` block.
+
+    Yields a dict ``{"up": [...], "down": [...]}`` that fills with the shape of every host
+    array copied to the device and of every device array copied back, in order (device
+    allocations that are never copied are not transfers and are not listed). Tests and
+    tutorial 06 use it to check that training moves a task's data up once and only metrics
+    back per epoch.
+    """
+    record = {"up": [], "down": []}
+    _transfer_records.append(record)
+    try:
+        yield record
+    finally:  # by identity: two nested records can be equal
+        _transfer_records[:] = [r for r in _transfer_records if r is not record]
 
 
 def _to_device(a):
     a = np.ascontiguousarray(a)
+    for record in _transfer_records:
+        record["up"].append(a.shape)
     if _compile_only is not None:
         return a.copy()
     return cuda.to_device(a)
@@ -261,6 +282,8 @@ def _zeros(shape, dtype):
 
 
 def _host(d):
+    for record in _transfer_records:
+        record["down"].append(tuple(d.shape))
     return d.copy() if _compile_only is not None else d.copy_to_host()
 
 

@@ -317,19 +317,13 @@ def train(backend):
 
 # %% [markdown]
 # Train on the cuda backend, counting kernel launches (`K.launch_counts`, kept by the
-# backend) and, for this once, every copy between host and device, by wrapping the two
-# helpers all transfers go through:
+# backend) and every copy between host and device (`K.record_transfers()` lists the shape
+# of each array copied up or down inside its `with` block):
 
 # %%
-transfers = {"up": [], "down": []}
-to_device, to_host = K._to_device, K._host
-K._to_device = lambda a: transfers["up"].append(np.shape(a)) or to_device(a)
-K._host = lambda d: transfers["down"].append(d.shape) or to_host(d)
 launches_before = dict(K.launch_counts)
-try:
+with K.record_transfers() as transfers:
     gpu_net, gpu_task, gpu_report = train(K.NAME)
-finally:
-    K._to_device, K._host = to_device, to_host
 launches = {name: count - launches_before.get(name, 0)
             for name, count in K.launch_counts.items()
             if count != launches_before.get(name, 0)}
