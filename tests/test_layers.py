@@ -89,6 +89,31 @@ def test_whole_network_context_gradients(backend, n_in, n_units, n_out, B, k, se
     check_gradient(lambda v: loss_with("strength", v), ctx.strength.copy(), grads["strength"], 1.0, name="strength")
 
 
+@pytest.mark.parametrize("B, n_out", [(2, 3), (9, 3), (9, 12)], ids=["small-batch path", "unit-major path", "13+ outputs"])
+def test_training_step_context_gradients(backend, B, n_out):
+    """The training hot path, loss_and_grads_batch (fused forward that keeps the activity,
+    then the backward on it), against central finite differences of its own loss. Batches
+    under 4 and over take different cpu kernels; 12 outputs need two backward passes."""
+    net = ModulatedNetwork(NetworkConfig(11, 17, 3, n_out, 5, "float64"), backend)
+    t = net.add_task()
+    rng = np.random.default_rng(B * n_out)
+    x = rng.normal(size=(B, 11))
+    y = rng.integers(0, n_out, size=B)
+    _, grads, _ = net.loss_and_grads_batch(x, y, t)
+    ctx = net.tasks[t]
+
+    def loss_with(param, value):
+        saved = ctx.params()[param].copy()
+        ctx.params()[param][...] = value
+        try:
+            return net.loss_and_grads_batch(x, y, t)[0]
+        finally:
+            ctx.params()[param][...] = saved
+
+    check_gradient(lambda v: loss_with("gains", v), ctx.gains.copy(), grads["gains"], 1.0, name="gains")
+    check_gradient(lambda v: loss_with("strength", v), ctx.strength.copy(), grads["strength"], 1.0, name="strength")
+
+
 def test_checker_rejects_a_wrong_gradient(rng):
     """A checker that cannot fail proves nothing: feed it plausible-looking wrong gradients."""
     x, c, s, W = rng.normal(size=(3, 4)), rng.normal(size=4), np.array([1.5]), rng.normal(size=(2, 4))
