@@ -297,9 +297,10 @@ assert net.encoded_nbytes(128) == 10 * 128 * n_in * 4 and net.encoded_nbytes(128
 #   batch with ten accumulators in registers, each unit written by exactly one thread.
 #
 # An earlier version recomputed $h_{:,j}$ in the backward ($k$ row loads from `xT`) instead
-# of keeping it; keeping it measured 1.3 to 1.6 times faster per training step on this
-# machine class (batch 32 to 1024), because those row loads come from the level-2 cache:
-# `xT` is $784 \times B$ floats, 400 KiB at batch 128, too big for the level-1 cache.
+# of keeping it. Keeping it won at every batch size we timed, because the recomputation's
+# row loads come from the level-2 cache: `xT` is $784 \times B$ floats, 400 KiB at batch
+# 128, too big for the level-1 cache, while writing a row that is already in the level-1
+# cache and reading it back once is cheap.
 #
 # The unfused path (the encoder writes $h$ sample-major, then the readout and its backward
 # each read it back) and the fused one give the same loss and gradients; compare their
