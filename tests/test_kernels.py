@@ -212,3 +212,33 @@ def test_reference_task_logits_equal_layer_composition(rng):
     both = reference.task_logits(x, idx, np.stack([c, 2 * c]), np.array([s, -s]), W)
     np.testing.assert_allclose(both[0], reference.modulated_forward(h, c, s, W))
     np.testing.assert_allclose(both[1], reference.modulated_forward(h, 2 * c, -s, W))
+
+
+def test_cpu_encoder_tables_are_cached_only_for_read_only_index_arrays():
+    """Per-encoder tables (input counts, padded indices) are reused for a model's frozen
+    index array, rebuilt for a writeable one (its contents may change), and dropped once
+    their index array is gone."""
+    import gc
+
+    from nmnp.kernels import cpu
+
+    frozen = np.array([[0, 1, 2], [2, 3, 4]], dtype=np.int32)
+    frozen.setflags(write=False)
+    assert cpu._padded_indices(frozen, 5) is cpu._padded_indices(frozen, 5)
+    assert cpu._input_counts(frozen, 5, np.float32) is cpu._input_counts(frozen, 5, np.float32)
+    np.testing.assert_array_equal(cpu._input_counts(frozen, 5, np.float32), [1, 1, 2, 1, 1])
+    np.testing.assert_array_equal(cpu._padded_indices(frozen, 5)[0], [0, 1, 2, 5, 5, 5, 5])
+
+    writeable = frozen.copy()
+    first = cpu._input_counts(writeable, 5, np.float32)
+    writeable[0, 0] = 4  # a changed encoder must not be served a stale table
+    np.testing.assert_array_equal(first, [1, 1, 2, 1, 1])
+    np.testing.assert_array_equal(cpu._input_counts(writeable, 5, np.float32), [0, 1, 2, 1, 2])
+
+    key = id(frozen)
+    del frozen
+    gc.collect()
+    other = np.zeros((1, 3), dtype=np.int32)
+    other.setflags(write=False)
+    cpu._input_counts(other, 3, np.float32)  # adding an entry drops the dead ones
+    assert not any(k[0] == key and ref() is None for k, (ref, _) in cpu._ENCODER_TABLES.items())

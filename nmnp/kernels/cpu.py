@@ -57,10 +57,15 @@ def encoder_forward(x, idx):
     """
     if x.shape[0] < _SMALL_BATCH:
         return _small_batch_activity(x, idx)
+    return np.ascontiguousarray(_unit_major_activity(x, idx).T)
+
+
+def _unit_major_activity(x, idx):
+    """Encoder output as hT (n_units, B), parallel over blocks of units."""
     xT, rows, mean = _transposed_batch(x, idx)
     hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
     _encoder_forward_transposed(xT, rows, mean, hT, _unit_blocks(idx.shape[0]))
-    return np.ascontiguousarray(hT.T)
+    return hT
 
 
 # Below this many samples, a loop over the batch per unit costs more to set up than it
@@ -223,46 +228,49 @@ def _unit_blocks(n_units: int) -> int:
     return max(1, min(n_units, 4 * numba.get_num_threads()))
 
 
-_COUNTS: dict = {}
+_ENCODER_TABLES: dict = {}
+
+
+def _encoder_table(idx, key, build):
+    """``build()``, cached per index array when that array is read-only and owns its memory
+    (a model's fixed encoder), so its contents cannot change under the cache. Entries of
+    index arrays that no longer exist are dropped as new ones are added."""
+    if idx.flags.writeable or idx.base is not None:
+        return build()
+    full_key = (id(idx),) + key
+    hit = _ENCODER_TABLES.get(full_key)
+    if hit is not None and hit[0]() is idx:
+        return hit[1]
+    for stale in [k for k, (ref, _) in _ENCODER_TABLES.items() if ref() is None]:
+        del _ENCODER_TABLES[stale]
+    table = build()
+    _ENCODER_TABLES[full_key] = (weakref.ref(idx), table)
+    return table
 
 
 def _input_counts(idx, n_in: int, dtype):
-    """How many units read each input, (n_in,). Cached for read-only index arrays that own
-    their memory (a model's fixed encoder), whose contents cannot change under the cache."""
-    cacheable = not idx.flags.writeable and idx.base is None
-    key = (id(idx), n_in, np.dtype(dtype).str)
-    if cacheable:
-        hit = _COUNTS.get(key)
-        if hit is not None and hit[0]() is idx:
-            return hit[1]
-    counts = np.bincount(idx.reshape(-1), minlength=n_in).astype(dtype)
-    if cacheable:
-        _COUNTS[key] = (weakref.ref(idx), counts)
-    return counts
+    """How many units read each input, (n_in,)."""
+    return _encoder_table(
+        idx, ("counts", n_in, np.dtype(dtype).str),
+        lambda: np.bincount(idx.reshape(-1), minlength=n_in).astype(dtype),
+    )
 
 
 _ROWS_PER_PASS = 7  # input rows summed per loop over the batch: FlyNet's k, in one pass
 
-_PADDED: dict = {}
-
-
 def _padded_indices(idx, n_in: int):
     """idx widened to a multiple of :data:`_ROWS_PER_PASS` columns with the index ``n_in``
     (the zero row :func:`_transposed_batch` appends), so every pass sums exactly that many
-    rows and needs no branch. Cached like :func:`_input_counts`."""
-    cacheable = not idx.flags.writeable and idx.base is None
-    key = (id(idx), n_in)
-    if cacheable:
-        hit = _PADDED.get(key)
-        if hit is not None and hit[0]() is idx:
-            return hit[1]
-    n, k = idx.shape
-    width = max(1, -(-k // _ROWS_PER_PASS)) * _ROWS_PER_PASS
-    rows = np.full((n, width), n_in, dtype=np.int32)
-    rows[:, :k] = idx
-    if cacheable:
-        _PADDED[key] = (weakref.ref(idx), rows)
-    return rows
+    rows and needs no branch."""
+
+    def build():
+        n, k = idx.shape
+        width = max(1, -(-k // _ROWS_PER_PASS)) * _ROWS_PER_PASS
+        rows = np.full((n, width), n_in, dtype=np.int32)
+        rows[:, :k] = idx
+        return rows
+
+    return _encoder_table(idx, ("padded", n_in), build)
 
 
 def _transposed_batch(x, idx):
@@ -473,10 +481,7 @@ def context_grads(x, idx, c, s, W, dlogits):
     """
     if x.shape[0] < _SMALL_BATCH:
         return modulated_param_grads(dlogits, _small_batch_activity(x, idx), c, s, W)
-    xT, rows, mean = _transposed_batch(x, idx)
-    hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
-    _encoder_forward_transposed(xT, rows, mean, hT, _unit_blocks(idx.shape[0]))
-    return _param_grads_unit_major(dlogits, hT, c, float(s), W)
+    return _param_grads_unit_major(dlogits, _unit_major_activity(x, idx), c, float(s), W)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
