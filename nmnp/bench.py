@@ -10,8 +10,9 @@ versions. Sections:
 * inference: one task, and T tasks evaluated on the same batch;
 * scaling (``--scaling``): training time against encoder width and batch size;
 * pytorch: the authors' dense formulation, if PyTorch happens to be installed;
-* paired: the cpu backend against numpy and PyTorch at batch 128, every repeat running each
-  side back to back, so that a change in a shared machine's speed cancels out of the ratios.
+* paired: the cpu backend against training from a cached encoded set, numpy and PyTorch at
+  batch 128, every repeat running each side back to back, so that a change in a shared
+  machine's speed cancels out of the ratios.
 """
 
 from __future__ import annotations
@@ -128,6 +129,34 @@ def training_runner(backend: str, config: NetworkConfig, batch_size: int, steps:
             _, grads, _ = net.loss_and_grads_batch(xb, yb, t)
             optimizer.step(grads)
 
+    return run
+
+
+def cached_training_runner(config: NetworkConfig, batch_size: int, steps: int, seed: int = 1):
+    """Like :func:`training_runner` on the cpu backend, but training from the encoder output
+    computed once beforehand: the encoded-set cache of
+    :attr:`nmnp.train.TrainSettings.encode_cache_mb`.
+
+    What each step then costs is what the cache costs: gathering a shuffled batch of encoded
+    rows (``n_units`` values per sample instead of ``n_inputs``), the readout forward and
+    backward from them, and RMSprop. The encoding itself is done before timing, as an epoch
+    after the first would find it. The function keeps ``net``, ``task_id`` and ``batches``
+    (index arrays) as attributes, so a test can replay the same steps on the fused path.
+    """
+    net = ModulatedNetwork(config, "cpu")
+    t = net.add_task()
+    optimizer = make_optimizer("rmsprop", net.trainable_params(t), 0.01)
+    x, y = _inputs(config, batch_size * steps)
+    encoded = net.encode_dataset(x)
+    order = np.random.default_rng(seed).permutation(batch_size * steps)
+    batches = [order[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
+
+    def run():
+        for b in batches:
+            _, grads, _ = net.loss_and_grads_encoded(encoded[b], y[b], t)
+            optimizer.step(grads)
+
+    run.net, run.task_id, run.batches = net, t, batches
     return run
 
 
@@ -352,7 +381,9 @@ def run_paired(args, config, backends, batch_sizes, threads: int, say) -> dict |
     """The cpu backend against the others at the targets' batch size, in alternation.
 
     The ratios above compare sections measured minutes apart; here every repeat runs the cpu
-    backend and each comparison back to back (see :func:`measure_paired`).
+    backend and each comparison back to back (see :func:`measure_paired`). The comparisons:
+    the cpu backend training from a cached encoded set (:func:`cached_training_runner`),
+    the numpy backend, and PyTorch's dense formulation when it is installed.
     """
     bs = 128 if 128 in batch_sizes else batch_sizes[0]
     steps = max(1, min(args.steps, (args.samples // bs) or 1))
@@ -361,6 +392,9 @@ def run_paired(args, config, backends, batch_sizes, threads: int, say) -> dict |
         runners["cpu"] = training_runner("cpu", config, bs, steps)
     if "cpu" not in runners:
         return None
+    # The encoded-set cache recomputes nothing but reads n_units values per sample: which of
+    # the two wins decides TrainSettings.encode_cache_mb's default.
+    runners["cached set"] = cached_training_runner(config, bs, steps)
     if "numpy" in backends:
         runners["numpy"] = training_runner("numpy", config, bs, steps)
     if args.torch:

@@ -40,10 +40,10 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     assert {r["tasks"] for r in report["inference"] if r["backend"] == "cpu"} == {1, 36}
     assert "cpu/numpy batch 16" in report["ratios"]
     paired = report["paired"]
-    assert paired["batch_size"] == 4 and set(paired) >= {"cpu", "numpy"}
+    assert paired["batch_size"] == 4 and set(paired) >= {"cpu", "cached set", "numpy"}
     assert paired["cpu"]["ratio"] == {"median": 1.0, "min": 1.0, "max": 1.0}
     assert paired["numpy"]["ratio"]["min"] <= paired["numpy"]["ratio"]["median"] <= paired["numpy"]["ratio"]["max"]
-    assert "cpu vs numpy" in printed
+    assert "cpu vs numpy" in printed and "cpu vs cached set" in printed
     assert "roofline" in printed and "numba" in printed  # machine and versions printed beside figures
 
 
@@ -67,3 +67,30 @@ def test_paired_ratios_survive_a_change_in_machine_speed(monkeypatch):
     assert out["fast"]["seconds"]["min"] == 1.0 and out["fast"]["seconds"]["max"] == 4.0
     with pytest.raises(ValueError, match="base 'cpu' is not among the runners"):
         bench.measure_paired({"fast": runner(1.0)}, repeats=1, base="cpu")
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_cached_set_runner_trains_like_the_fused_path(broken):
+    """The paired comparison with the encoded-set cache is like for like: replaying its
+    batches through the fused training step lands on the same context. Feeding the replay
+    other labels (broken=True) shows the comparison would notice a difference."""
+    import numpy as np
+
+    from nmnp.model import ModulatedNetwork
+    from nmnp.optim import make_optimizer
+
+    config = NetworkConfig(784, 96, 7, 10, 0)
+    run = bench.cached_training_runner(config, batch_size=8, steps=3)
+    run()
+    assert sorted(np.concatenate(run.batches).tolist()) == list(range(24))  # a shuffled epoch
+    net = ModulatedNetwork(config, "cpu")
+    t = net.add_task()
+    optimizer = make_optimizer("rmsprop", net.trainable_params(t), 0.01)
+    x, y = bench._inputs(config, 24)
+    if broken:
+        y = (y + 1) % config.n_outputs
+    for b in run.batches:
+        _, grads, _ = net.loss_and_grads_batch(x[b], y[b], t)
+        optimizer.step(grads)
+    same = np.allclose(net.tasks[t].gains, run.net.tasks[run.task_id].gains, rtol=1e-4, atol=1e-6)
+    assert same != broken

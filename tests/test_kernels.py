@@ -214,6 +214,24 @@ def test_reference_task_logits_equal_layer_composition(rng):
     np.testing.assert_allclose(both[1], reference.modulated_forward(h, 2 * c, -s, W))
 
 
+def test_cpu_readout_table_is_padded_and_cached_only_for_a_read_only_readout(rng):
+    """The backward's transposed readout: W.T with zero columns up to a multiple of ten
+    outputs, reused for a model's frozen readout and rebuilt for a writeable one."""
+    from nmnp.kernels import cpu
+
+    frozen = rng.normal(size=(13, 6))
+    frozen.setflags(write=False)
+    table = cpu._padded_readout_transpose(frozen)
+    assert table.shape == (6, 20) and cpu._padded_readout_transpose(frozen) is table
+    np.testing.assert_array_equal(table[:, :13], frozen.T)
+    assert not table[:, 13:].any()
+
+    writeable = frozen.copy()
+    cpu._padded_readout_transpose(writeable)
+    writeable[0, 0] = 99.0  # a changed readout must not be served a stale table
+    assert cpu._padded_readout_transpose(writeable)[0, 0] == 99.0
+
+
 def test_cpu_encoder_tables_are_cached_only_for_read_only_index_arrays():
     """Per-encoder tables (input counts, padded indices) are reused for a model's frozen
     index array, rebuilt for a writeable one (its contents may change), and dropped once
@@ -241,4 +259,4 @@ def test_cpu_encoder_tables_are_cached_only_for_read_only_index_arrays():
     other = np.zeros((1, 3), dtype=np.int32)
     other.setflags(write=False)
     cpu._input_counts(other, 3, np.float32)  # adding an entry drops the dead ones
-    assert not any(k[0] == key and ref() is None for k, (ref, _) in cpu._ENCODER_TABLES.items())
+    assert not any(k[0] == key and ref() is None for k, (ref, _) in cpu._FIXED_TABLES.items())

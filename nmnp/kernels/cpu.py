@@ -198,8 +198,8 @@ def modulated_param_grads(dy, h, c, s, W):
 
     Contract: when ``h`` is a view of unit-major memory (``h.T`` C-contiguous, as returned
     by :func:`logits_and_activity`), parallel over blocks of units with each unit's ``dc``
-    written by one thread and all outputs' batch dot products in registers (see
-    :func:`_unit_major_param_grads`); otherwise the sample-major kernel of
+    written by one thread, in one pass over its activity row that forms ``dlogits W`` on the
+    fly (see :func:`_unit_major_param_grads`); otherwise the sample-major kernel of
     :func:`modulated_backward`.
     """
     if h.shape[0] > 1 and h.T.flags.c_contiguous:
@@ -228,29 +228,29 @@ def _unit_blocks(n_units: int) -> int:
     return max(1, min(n_units, 4 * numba.get_num_threads()))
 
 
-_ENCODER_TABLES: dict = {}
+_FIXED_TABLES: dict = {}
 
 
-def _encoder_table(idx, key, build):
-    """``build()``, cached per index array when that array is read-only and owns its memory
-    (a model's fixed encoder), so its contents cannot change under the cache. Entries of
-    index arrays that no longer exist are dropped as new ones are added."""
-    if idx.flags.writeable or idx.base is not None:
+def _fixed_table(array, key, build):
+    """``build()``, cached per array when that array is read-only and owns its memory (a
+    model's fixed encoder indices or readout), so its contents cannot change under the
+    cache. Entries of arrays that no longer exist are dropped as new ones are added."""
+    if array.flags.writeable or array.base is not None:
         return build()
-    full_key = (id(idx),) + key
-    hit = _ENCODER_TABLES.get(full_key)
-    if hit is not None and hit[0]() is idx:
+    full_key = (id(array),) + key
+    hit = _FIXED_TABLES.get(full_key)
+    if hit is not None and hit[0]() is array:
         return hit[1]
-    for stale in [k for k, (ref, _) in _ENCODER_TABLES.items() if ref() is None]:
-        del _ENCODER_TABLES[stale]
+    for stale in [k for k, (ref, _) in _FIXED_TABLES.items() if ref() is None]:
+        del _FIXED_TABLES[stale]
     table = build()
-    _ENCODER_TABLES[full_key] = (weakref.ref(idx), table)
+    _FIXED_TABLES[full_key] = (weakref.ref(array), table)
     return table
 
 
 def _input_counts(idx, n_in: int, dtype):
     """How many units read each input, (n_in,)."""
-    return _encoder_table(
+    return _fixed_table(
         idx, ("counts", n_in, np.dtype(dtype).str),
         lambda: np.bincount(idx.reshape(-1), minlength=n_in).astype(dtype),
     )
@@ -270,7 +270,7 @@ def _padded_indices(idx, n_in: int):
         rows[:, :k] = idx
         return rows
 
-    return _encoder_table(idx, ("padded", n_in), build)
+    return _fixed_table(idx, ("padded", n_in), build)
 
 
 def _transposed_batch(x, idx):
@@ -420,54 +420,61 @@ def logits_and_activity(x, idx, c, s, W):
     return logits[0], activity.T
 
 
-_OUTPUTS_PER_PASS = 10  # dot products kept in registers at once: the paper's 10 classes
+_OUTPUTS_PER_PASS = 10  # outputs folded into one loop over the batch: the paper's 10 classes
 
 
 @njit(**_JIT)
-def _unit_major_param_grads(hT, W, dlT, gh, n_blocks):
-    # gh_j = sum_o W_oj <dl_o, h_j>. For each unit, all (up to) ten dot products over the
-    # batch run in one loop: the activity row is read once, and ten vector accumulators stay
-    # in registers (measured 2x faster than passes of four). dlT has a multiple of ten rows,
-    # zero-padded, so any output count works; only the real rows are weighted by W.
+def _unit_major_param_grads(hT, WT, dlT, gh, n_blocks):
+    # gh_j = sum_b h_jb g_jb with g_jb = sum_o W_oj dl_ob: the batch gradient of unit j's
+    # gain, before the factor s. One loop over the batch per unit (and per ten outputs) forms
+    # g from ten dlogits rows and folds it into one running sum, so each unit ends with a
+    # single horizontal reduction: measured 1.25-1.3x faster at batch 32 and 128 than ten
+    # separate dot products <dl_o, h_j> weighted afterwards (ten reductions per unit).
+    # WT (n_units, rows) and dlT (rows, B) are zero-padded to a multiple of ten outputs.
     n, B = hT.shape
-    n_out = W.shape[0]
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         for j in range(lo, hi):
             h = hT[j]
+            w = WT[j]
             total = 0.0
             for o in range(0, dlT.shape[0], _OUTPUTS_PER_PASS):
                 l0, l1, l2, l3, l4 = dlT[o], dlT[o + 1], dlT[o + 2], dlT[o + 3], dlT[o + 4]
                 l5, l6, l7, l8, l9 = dlT[o + 5], dlT[o + 6], dlT[o + 7], dlT[o + 8], dlT[o + 9]
-                # A float32 zero: Numba widens these to float64 when the arrays are float64.
-                d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = d8 = d9 = np.float32(0.0)
+                w0, w1, w2, w3, w4 = w[o], w[o + 1], w[o + 2], w[o + 3], w[o + 4]
+                w5, w6, w7, w8, w9 = w[o + 5], w[o + 6], w[o + 7], w[o + 8], w[o + 9]
+                # A float32 zero: Numba widens it to float64 when the arrays are float64.
+                part = np.float32(0.0)
                 for b in range(B):
-                    v = h[b]
-                    d0 += l0[b] * v
-                    d1 += l1[b] * v
-                    d2 += l2[b] * v
-                    d3 += l3[b] * v
-                    d4 += l4[b] * v
-                    d5 += l5[b] * v
-                    d6 += l6[b] * v
-                    d7 += l7[b] * v
-                    d8 += l8[b] * v
-                    d9 += l9[b] * v
-                dots = (d0, d1, d2, d3, d4, d5, d6, d7, d8, d9)
-                for q in range(min(_OUTPUTS_PER_PASS, n_out - o)):
-                    total += W[o + q, j] * dots[q]
+                    g = (w0 * l0[b] + w1 * l1[b] + w2 * l2[b] + w3 * l3[b] + w4 * l4[b]
+                         + w5 * l5[b] + w6 * l6[b] + w7 * l7[b] + w8 * l8[b] + w9 * l9[b])
+                    part += h[b] * g
+                total += part
             gh[j] = total
+
+
+def _padded_readout_transpose(W):
+    """W.T (n_units, rows), zero-padded to a multiple of :data:`_OUTPUTS_PER_PASS` outputs,
+    so each unit's weights are one contiguous row; cached for a model's fixed readout."""
+
+    def build():
+        n_out, n = W.shape
+        rows = -(-n_out // _OUTPUTS_PER_PASS) * _OUTPUTS_PER_PASS
+        WT = np.zeros((n, rows), dtype=W.dtype)
+        WT[:, :n_out] = W.T
+        return WT
+
+    return _fixed_table(W, ("readout",), build)
 
 
 def _param_grads_unit_major(dy, hT, c, s, W):
     """(dc, ds) from unit-major activity hT (n_units, B)."""
-    n_out, B = W.shape[0], hT.shape[1]
-    rows = -(-n_out // _OUTPUTS_PER_PASS) * _OUTPUTS_PER_PASS
-    dlT = np.zeros((rows, B), dtype=hT.dtype)
-    dlT[:n_out] = np.asarray(dy).T
+    WT = _padded_readout_transpose(W)
+    dlT = np.zeros((WT.shape[1], hT.shape[1]), dtype=hT.dtype)
+    dlT[: W.shape[0]] = np.asarray(dy).T
     gh = np.empty(hT.shape[0], dtype=np.float64)
-    _unit_major_param_grads(hT, W, dlT, gh, _unit_blocks(hT.shape[0]))
+    _unit_major_param_grads(hT, WT.astype(hT.dtype, copy=False), dlT, gh, _unit_blocks(hT.shape[0]))
     return (s * gh).astype(hT.dtype), float(np.dot(c, gh))
 
 

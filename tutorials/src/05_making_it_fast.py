@@ -293,8 +293,10 @@ assert net.encoded_nbytes(128) == 10 * 128 * n_in * 4 and net.encoded_nbytes(128
 #   loop. For inference (`task_logits`) that is all: $h$ is never written to memory.
 # * training (`logits_and_activity`) also keeps each row as it goes, in a unit-major
 #   $(n, B)$ buffer, and the backward (`modulated_param_grads`) reads each row once:
-#   $dc_j = s \sum_o W_{oj} \langle dz_{:,o},\, h_{:,j}\rangle$, ten dot products over the
-#   batch with ten accumulators in registers, each unit written by exactly one thread.
+#   $dc_j = s \sum_b h_{bj}\, g_{bj}$ with $g_{bj} = \sum_o W_{oj}\, dz_{bo}$ formed on the fly,
+#   one running sum per unit, each unit written by exactly one thread. (Ten separate dot
+#   products $\langle dz_{:,o}, h_{:,j}\rangle$ weighted afterwards are the same sum, but end
+#   in ten horizontal reductions per unit instead of one, and were slower.)
 #
 # An earlier version recomputed $h_{:,j}$ in the backward ($k$ row loads from `xT`) instead
 # of keeping it. Keeping it won at every batch size we timed, because the recomputation's
