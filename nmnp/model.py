@@ -28,7 +28,7 @@ from . import initializers, layers
 from .config import NetworkConfig
 from .errors import ShapeError, TaskError
 from .kernels import get_backend
-from .losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .losses import softmax_cross_entropy
 
 
 @dataclass
@@ -353,14 +353,12 @@ class ModulatedNetwork(Classifier):
 def loss_and_dlogits(logits, labels, classes):
     """Cross-entropy over the competing classes: (loss, dlogits (B, n_out), n_correct)."""
     if classes is None:
-        loss, cache = softmax_cross_entropy_forward(logits, labels)
-        dlogits = softmax_cross_entropy_backward(1.0, cache)
-        return loss, dlogits, int((logits.argmax(axis=1) == labels).sum())
+        return softmax_cross_entropy(logits, labels)
     sub_logits, sub_labels = _restrict(logits, labels, classes)
-    loss, cache = softmax_cross_entropy_forward(sub_logits, sub_labels)
+    loss, sub_dlogits, n_correct = softmax_cross_entropy(sub_logits, sub_labels)
     dlogits = np.zeros_like(logits)
-    dlogits[:, classes] = softmax_cross_entropy_backward(1.0, cache)  # the rest do not compete
-    return loss, dlogits, int((sub_logits.argmax(axis=1) == sub_labels).sum())
+    dlogits[:, classes] = sub_dlogits  # the other classes do not compete
+    return loss, dlogits, n_correct
 
 
 def _restrict(logits, labels, classes):

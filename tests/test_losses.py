@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 
 from nmnp.gradcheck import check_gradient
-from nmnp.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from nmnp.losses import (
+    softmax_cross_entropy,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
 
 
 def test_cross_entropy_matches_definition(rng):
@@ -40,3 +44,30 @@ def test_backward_is_pure(rng):
     np.testing.assert_array_equal(
         softmax_cross_entropy_backward(1.0, cache), softmax_cross_entropy_backward(1.0, cache)
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 2), (7, 3), (128, 10), (33, 13)])
+def test_compiled_loss_matches_the_reference_pair(rng, shape, dtype):
+    z = (3 * rng.normal(size=shape)).astype(dtype)
+    z[0, :] = z[0, 0]  # a tie: the first of the largest logits is the prediction, as argmax
+    y = rng.integers(0, shape[1], size=shape[0])
+    ref_loss, cache = softmax_cross_entropy_forward(z, y)
+    loss, d, n_correct = softmax_cross_entropy(z, y)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert loss == pytest.approx(ref_loss, rel=tol)
+    assert d.dtype == dtype and d.shape == shape
+    np.testing.assert_allclose(d, softmax_cross_entropy_backward(1.0, cache), rtol=tol, atol=tol)
+    assert n_correct == int((z.argmax(axis=1) == y).sum())
+
+
+def test_compiled_loss_gradient_and_stability(rng):
+    z = rng.normal(size=(6, 4))
+    y = rng.integers(0, 4, size=6)
+    check_gradient(lambda v: softmax_cross_entropy(v, y)[0], z, softmax_cross_entropy(z, y)[1], 1.0, name="logits")
+    big = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0]], dtype=np.float32)
+    loss, d, _ = softmax_cross_entropy(big, np.array([0, 2]))
+    assert loss == pytest.approx((0 + (1e4 + np.log(2))) / 2, rel=1e-6)
+    np.testing.assert_allclose(d, [[0, 0, 0], [0.25, 0.25, -0.5]], atol=1e-6)
+    z[2, 1] = np.nan  # a diverged model: the loss says so, and training stops on it
+    assert np.isnan(softmax_cross_entropy(z, y)[0])
