@@ -46,7 +46,7 @@ class TrainSettings:
         two or more epochs and a set that fits under the cap, it is computed once and reused.
         0 (the default) disables the cache: the bench's paired section (``python -m
         nmnp.bench``, line "cpu vs cached set") measured training from the cached set 1.4 to
-        1.5x slower than the fused step that recomputes the encoder, because a cached sample
+        1.6x slower than the fused step that recomputes the encoder, because a cached sample
         is n_units values to gather where the fused kernel reads n_inputs.
     """
 
