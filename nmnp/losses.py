@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .errors import ShapeError
+
 
 def softmax_cross_entropy_forward(logits, labels):
     """Mean softmax cross-entropy over a batch.
@@ -66,22 +68,39 @@ def softmax_cross_entropy(logits, labels):
     :func:`softmax_cross_entropy_backward` with ``dloss = 1`` (and the count of
     ``logits.argmax(axis=1) == labels``), up to rounding. A training step's batch is small
     (128 x 10), so the dozen NumPy calls of the pair cost more in per-call overhead than in
-    arithmetic: measured 4.4x slower than this single loop.
+    arithmetic: measured 4.3x slower than this function, input checks included.
 
     Parameters
     ----------
-    logits : (B, n_classes) float32 or float64 array
-    labels : (B,) integer array, each in ``[0, n_classes)`` (not checked here)
+    logits : (B, n_classes) float32 or float64 array, B >= 1
+    labels : (B,) integer array, each in ``[0, n_classes)``
 
     Returns
     -------
     loss : float, the mean cross-entropy
     dlogits : (B, n_classes), ``(softmax(z) - onehot(y)) / B``, in the logits' dtype
     n_correct : int, samples whose largest logit (the first, on ties) is their label
+
+    Raises
+    ------
+    ShapeError
+        For logits that are not a non-empty 2-D float array, labels of another length or
+        kind, or a label outside the classes (found by the loop itself, at no extra pass).
     """
     z = np.ascontiguousarray(logits)
+    y = np.ascontiguousarray(labels)
+    if z.ndim != 2 or z.shape[0] == 0 or z.dtype.kind != "f":
+        raise ShapeError(
+            f"logits must be a non-empty (batch, classes) float array, got {z.dtype} {z.shape}"
+        )
+    if y.shape != (z.shape[0],) or y.dtype.kind not in "iu":
+        raise ShapeError(f"labels must be {z.shape[0]} integers, got {y.dtype} {y.shape}")
     dlogits = np.empty_like(z)
-    loss, n_correct = _softmax_cross_entropy(z, np.ascontiguousarray(labels), dlogits)
+    loss, n_correct, bad = _softmax_cross_entropy(z, y, dlogits)
+    if bad >= 0:
+        raise ShapeError(
+            f"label {y[bad]} (sample {bad}) is outside the classes 0..{z.shape[1] - 1}"
+        )
     return float(loss), dlogits, int(n_correct)
 
 
@@ -92,6 +111,8 @@ def _softmax_cross_entropy(z, y, d):
     correct = 0
     inv_b = 1.0 / B
     for b in range(B):
+        if y[b] < 0 or y[b] >= C:  # an unchecked index would read outside the row
+            return 0.0, 0, b
         top = z[b, 0]  # the row's maximum (stability) is also its prediction
         best = 0
         for k in range(1, C):
@@ -110,4 +131,4 @@ def _softmax_cross_entropy(z, y, d):
         d[b, y[b]] -= inv_b
         if best == y[b]:
             correct += 1
-    return total * inv_b, correct
+    return total * inv_b, correct, -1

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -64,10 +66,29 @@ def test_compiled_loss_matches_the_reference_pair(rng, shape, dtype):
 def test_compiled_loss_gradient_and_stability(rng):
     z = rng.normal(size=(6, 4))
     y = rng.integers(0, 4, size=6)
-    check_gradient(lambda v: softmax_cross_entropy(v, y)[0], z, softmax_cross_entropy(z, y)[1], 1.0, name="logits")
+    analytic = softmax_cross_entropy(z, y)[1]
+    check_gradient(lambda v: softmax_cross_entropy(v, y)[0], z, analytic, 1.0, name="logits")
     big = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0]], dtype=np.float32)
     loss, d, _ = softmax_cross_entropy(big, np.array([0, 2]))
     assert loss == pytest.approx((0 + (1e4 + np.log(2))) / 2, rel=1e-6)
     np.testing.assert_allclose(d, [[0, 0, 0], [0.25, 0.25, -0.5]], atol=1e-6)
     z[2, 1] = np.nan  # a diverged model: the loss says so, and training stops on it
     assert np.isnan(softmax_cross_entropy(z, y)[0])
+
+
+@pytest.mark.parametrize(
+    "logits, labels, word",
+    [
+        (np.zeros((3, 4)), np.array([0, 4, 1]), "label 4 (sample 1)"),
+        (np.zeros((3, 4)), np.array([0, -1, 1]), "label -1 (sample 1)"),
+        (np.zeros((3, 4)), np.array([0, 1]), "labels must be 3 integers"),
+        (np.zeros((3, 4)), np.array([0.0, 1.0, 2.0]), "labels must be 3 integers"),
+        (np.zeros((0, 4)), np.zeros(0, dtype=int), "non-empty"),
+        (np.zeros(4), np.array([0]), "non-empty"),
+    ],
+)
+def test_compiled_loss_refuses_bad_input_by_name(logits, labels, word):
+    from nmnp.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=re.escape(word)):
+        softmax_cross_entropy(logits, labels)
