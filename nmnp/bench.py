@@ -334,20 +334,21 @@ def run_bench(args) -> dict:
     set_threads(all_threads)
 
     out["inference"] = []
-    say(f"\ninference samples/s ({all_threads} threads, batch {args.inference_batch}): median [min .. max]")
-    for backend in backends:
-        for n_tasks in (1, 36):
-            try:
-                r = measure_inference(backend, config, args.inference_batch, n_tasks, args.repeats)
-            except BackendError:
-                break
-            r.update(backend=backend, tasks=n_tasks, batch_size=args.inference_batch)
-            out["inference"].append(r)
-            say(f"  {backend:>5} {n_tasks:>3} task(s): {_fmt_rate(r['samples_per_second'])}")
-        pair = [r for r in out["inference"] if r["backend"] == backend]
-        if len(pair) == 2:
-            ratio = pair[1]["seconds"]["median"] / pair[0]["seconds"]["median"]
-            say(f"  {backend:>5} evaluating 36 tasks costs {ratio:.2f} x one task")
+    say(f"\ninference samples/s ({all_threads} threads): median [min .. max]")
+    for bs in [int(b) for b in args.inference_batch.split(",")]:
+        for backend in backends:
+            for n_tasks in (1, 36):
+                try:
+                    r = measure_inference(backend, config, bs, n_tasks, args.repeats)
+                except BackendError:
+                    break
+                r.update(backend=backend, tasks=n_tasks, batch_size=bs)
+                out["inference"].append(r)
+                say(f"  {backend:>5} batch {bs:>5} {n_tasks:>3} task(s): {_fmt_rate(r['samples_per_second'])}")
+            pair = [r for r in out["inference"] if r["backend"] == backend and r["batch_size"] == bs]
+            if len(pair) == 2:
+                ratio = pair[1]["seconds"]["median"] / pair[0]["seconds"]["median"]
+                say(f"  {backend:>5} batch {bs:>5} evaluating 36 tasks costs {ratio:.2f} x one task")
 
     ratios = {}
     fast = {(r["backend"], r["threads"], r["batch_size"]): r["samples_per_second"]["median"] for r in out["training"]}
@@ -471,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (at most)")
     p.add_argument("--samples", type=int, default=4096, help="samples per timed repeat (at most)")
-    p.add_argument("--inference-batch", type=int, default=1024)
+    p.add_argument("--inference-batch", "--inference-batches", default="128,1024",
+                   help="comma-separated batch sizes for the inference section (default 128,1024)")
     p.add_argument("--units", type=int, default=None, help="encoder units (default: FlyNet's 7840)")
     p.add_argument("--scaling", action="store_true", help="also run the scaling tables")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch comparison")

@@ -25,7 +25,7 @@ def test_flynet_work_counts_by_hand():
 def test_quick_bench_reports_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16", "--threads", "both", "--repeats", "2",
-                 "--steps", "2", "--samples", "32", "--inference-batch", "8", "--units", "64", "--no-torch",
+                 "--steps", "2", "--samples", "32", "--inference-batch", "8,5", "--units", "64", "--no-torch",
                  "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
@@ -37,7 +37,9 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
         rate = r["samples_per_second"]
         assert rate["min"] <= rate["median"] <= rate["max"]
         assert r["roofline_fraction"] == pytest.approx(rate["median"] / r["roofline_samples_per_second"])
-    assert {r["tasks"] for r in report["inference"] if r["backend"] == "cpu"} == {1, 36}
+    inference = {(r["batch_size"], r["tasks"]) for r in report["inference"] if r["backend"] == "cpu"}
+    assert inference == {(8, 1), (8, 36), (5, 1), (5, 36)}
+    assert "batch     5 evaluating 36 tasks costs" in printed
     assert "cpu/numpy batch 16" in report["ratios"]
     paired = report["paired"]
     assert paired["batch_size"] == 4 and set(paired) >= {"cpu", "cached set", "numpy"}

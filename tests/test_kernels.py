@@ -260,3 +260,50 @@ def test_cpu_encoder_tables_are_cached_only_for_read_only_index_arrays():
     other.setflags(write=False)
     cpu._input_counts(other, 3, np.float32)  # adding an entry drops the dead ones
     assert not any(k[0] == key and ref() is None for k, (ref, _) in cpu._FIXED_TABLES.items())
+
+
+@given(batch=st.integers(1, 5000), tile=st.sampled_from([16, 48, 512]))
+def test_cpu_batch_tiles_cover_the_batch_in_aligned_tiles(batch, tile):
+    """Tiles are contiguous, in order, cover every sample once, hold at most the tile size,
+    start on aligned samples, and there are as few as the tile size allows."""
+    from nmnp.kernels import cpu
+
+    old = cpu._BATCH_TILE
+    cpu._BATCH_TILE = tile
+    try:
+        tiles = cpu._batch_tiles(batch)
+    finally:
+        cpu._BATCH_TILE = old
+    assert tiles[0][0] == 0 and tiles[-1][1] == batch
+    assert all(prev[1] == nxt[0] for prev, nxt in zip(tiles, tiles[1:]))
+    assert all(0 < hi - lo <= tile for lo, hi in tiles)
+    assert all(lo % cpu._TILE_ALIGN == 0 for lo, _ in tiles)
+    assert len(tiles) == -(-batch // tile)
+
+
+def test_cpu_kernels_in_small_batch_tiles_match_reference(rng, monkeypatch):
+    """With tiles of 16 samples, a batch of 50 runs as 16 + 16 + 16 + 2: every tiled entry
+    point (several tasks' logits, the training step's logits and kept activity, the
+    encoder, the context gradients) must still match the reference."""
+    from nmnp.kernels import cpu
+
+    monkeypatch.setattr(cpu, "_BATCH_TILE", 16)
+    assert len(cpu._batch_tiles(50)) == 4
+    x, idx, c, s, W = random_problem(rng, 50, 40, 61, 5, 10, np.float32)
+    tol = TOL[np.float32]
+    gains = rng.normal(size=(3, 61)).astype(np.float32)
+    strengths = rng.normal(size=3).astype(np.float32)
+    np.testing.assert_allclose(
+        cpu.task_logits(x, idx, gains, strengths, W),
+        reference.task_logits(x, idx, gains, strengths, W), **tol,
+    )
+    logits, h = cpu.logits_and_activity(x, idx, c, s, W)
+    logits_ref, h_ref = reference.logits_and_activity(x, idx, c, s, W)
+    np.testing.assert_allclose(logits, logits_ref, **tol)
+    np.testing.assert_allclose(h, h_ref, **tol)
+    np.testing.assert_allclose(cpu.encoder_forward(x, idx), h_ref, **tol)
+    dl = rng.normal(size=(50, 10)).astype(np.float32)
+    dc, ds = cpu.context_grads(x, idx, c, s, W, dl)
+    dc_ref, ds_ref = reference.context_grads(x, idx, c, s, W, dl)
+    np.testing.assert_allclose(dc, dc_ref, **tol)
+    assert ds == pytest.approx(ds_ref, rel=2e-3, abs=2e-4)

@@ -37,13 +37,14 @@ def _n_chunks(batch: int) -> int:
 
 
 @njit(**_JIT)
-def _encoder_forward_transposed(xT, rows, mean, hT, n_blocks):
+def _encoder_forward_transposed(xT, rows, mean, hT, col, n_blocks):
+    # hT[:, col : col + B] for the batch tile xT (n_in + 1, B).
     n = rows.shape[0]
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         for j in range(lo, hi):
-            _unit_activity(xT, rows, j, mean, hT, j)
+            _unit_activity(xT, rows, j, mean, hT, j, col)
 
 
 def encoder_forward(x, idx):
@@ -61,10 +62,12 @@ def encoder_forward(x, idx):
 
 
 def _unit_major_activity(x, idx):
-    """Encoder output as hT (n_units, B), parallel over blocks of units."""
-    xT, rows, mean = _transposed_batch(x, idx)
+    """Encoder output as hT (n_units, B), parallel over blocks of units, one batch tile
+    (see :func:`_batch_tiles`) at a time."""
     hT = np.empty((idx.shape[0], x.shape[0]), dtype=x.dtype)
-    _encoder_forward_transposed(xT, rows, mean, hT, _unit_blocks(idx.shape[0]))
+    for lo, hi in _batch_tiles(x.shape[0]):
+        xT, rows, mean = _transposed_batch(x[lo:hi], idx)
+        _encoder_forward_transposed(xT, rows, mean, hT, lo, _unit_blocks(idx.shape[0]))
     return hT
 
 
@@ -273,6 +276,27 @@ def _padded_indices(idx, n_in: int):
     return _fixed_table(idx, ("padded", n_in), build)
 
 
+# Batches are processed in tiles of at most this many samples. Every block of units gathers
+# its rows from the whole transposed tile ((n_in + 1) x tile floats), so the tile must stay
+# in cache. On the bench machine (FlyNet, 2 threads, batch 1,024, ten calls of each variant
+# in turn) tiles of 512 ran one-task inference 1.9x, 36-task inference 1.5x and the training
+# forward 1.8x faster than the batch in one piece, and a little faster than tiles of 256.
+# (Tiles cut as column slices of one big transposed batch did not help: its rows, 4 KiB
+# apart, compete for the same cache sets.)
+_BATCH_TILE = 512
+_TILE_ALIGN = 16  # samples: tiles start on 64-byte boundaries of float32 rows
+
+
+def _batch_tiles(batch: int) -> list:
+    """[(lo, hi), ...]: the batch split into the fewest tiles of at most
+    :data:`_BATCH_TILE` samples, of near-equal sizes rounded up to :data:`_TILE_ALIGN`
+    (the last one takes the rest), e.g. 1,000 samples -> 512 + 488."""
+    n_tiles = max(1, -(-batch // _BATCH_TILE))
+    size = -(-batch // n_tiles)
+    size = min(_BATCH_TILE, -(-size // _TILE_ALIGN) * _TILE_ALIGN) if n_tiles > 1 else batch
+    return [(lo, min(batch, lo + size)) for lo in range(0, batch, size)]
+
+
 def _transposed_batch(x, idx):
     """(xT, rows, mean) for the gather kernels.
 
@@ -290,8 +314,9 @@ def _transposed_batch(x, idx):
 
 
 @njit(**_JIT_SERIAL)
-def _unit_activity(xT, rows, j, mean, m, row):
-    """m[row, :] = relu(sum_t xT[rows[j, t], :] - mean): unit j's activity for the batch.
+def _unit_activity(xT, rows, j, mean, m, row, col):
+    """m[row, col : col + B] = relu(sum_t xT[rows[j, t], :] - mean): unit j's activity for
+    the batch tile xT (n_in + 1, B).
 
     Seven rows are summed per loop over the batch (padding rows are zeros), and the
     centring and ReLU are folded into the last pass. With batch-sized loops, each loop's
@@ -299,9 +324,9 @@ def _unit_activity(xT, rows, j, mean, m, row):
     faster than passes of four, two and one rows, and 1.3x faster than passes of eight
     (whose padding row costs FlyNet an extra load per sample).
     """
-    B = m.shape[1]
+    B = xT.shape[1]
     width = rows.shape[1]
-    h = m[row]
+    h = m[row, col : col + B]
     for t in range(0, width, _ROWS_PER_PASS):
         r0, r1, r2, r3 = xT[rows[j, t]], xT[rows[j, t + 1]], xT[rows[j, t + 2]], xT[rows[j, t + 3]]
         r4, r5, r6 = xT[rows[j, t + 4]], xT[rows[j, t + 5]], xT[rows[j, t + 6]]
@@ -326,10 +351,11 @@ _UNITS_PER_PASS = 4  # units folded into the accumulators per pass: 4x fewer sto
 
 
 @njit(**_JIT)
-def _fused_logits(xT, rows, mean, gains, W, partials, activity):
-    # partials: (n_blocks, T, n_out, B): one private accumulator per block of units.
-    # activity: (n_units, B) to keep the encoder output for a backward pass, or (0, B) to
-    # use a small per-block scratch instead (inference never needs it).
+def _fused_logits(xT, rows, mean, gains, W, partials, activity, col):
+    # xT (n_in + 1, B): one batch tile. partials (n_blocks, T, n_out, B): one private
+    # accumulator per block of units. activity: (n_units, >= col + B) to keep the encoder
+    # output for a backward pass in its columns col : col + B, or (0, 0) to use a small
+    # per-block scratch instead (inference never needs it).
     n = rows.shape[0]
     T, n_out, B = partials.shape[1], partials.shape[2], partials.shape[3]
     n_blocks = partials.shape[0]
@@ -339,6 +365,7 @@ def _fused_logits(xT, rows, mean, gains, W, partials, activity):
         hi = (blk + 1) * n // n_blocks
         scratch = np.empty((_UNITS_PER_PASS, B), dtype=xT.dtype)
         m = activity if keep else scratch
+        c0 = col if keep else 0
         for t in range(T):
             for o in range(n_out):
                 for b in range(B):
@@ -347,8 +374,9 @@ def _fused_logits(xT, rows, mean, gains, W, partials, activity):
         while j + _UNITS_PER_PASS <= hi:
             r = j if keep else 0  # row of m holding unit j
             for u in range(_UNITS_PER_PASS):
-                _unit_activity(xT, rows, j + u, mean, m, r + u)
-            h0, h1, h2, h3 = m[r], m[r + 1], m[r + 2], m[r + 3]
+                _unit_activity(xT, rows, j + u, mean, m, r + u, c0)
+            h0, h1 = m[r, c0 : c0 + B], m[r + 1, c0 : c0 + B]
+            h2, h3 = m[r + 2, c0 : c0 + B], m[r + 3, c0 : c0 + B]
             for t in range(T):
                 for o in range(n_out):
                     w0 = W[o, j] * gains[t, j]
@@ -361,8 +389,8 @@ def _fused_logits(xT, rows, mean, gains, W, partials, activity):
             j += _UNITS_PER_PASS
         while j < hi:  # the block's last few units, one at a time
             r = j if keep else 0
-            _unit_activity(xT, rows, j, mean, m, r)
-            h0 = m[r]
+            _unit_activity(xT, rows, j, mean, m, r, c0)
+            h0 = m[r, c0 : c0 + B]
             for t in range(T):
                 for o in range(n_out):
                     w = W[o, j] * gains[t, j]
@@ -373,14 +401,18 @@ def _fused_logits(xT, rows, mean, gains, W, partials, activity):
 
 
 def _run_fused_logits(x, idx, gains, strengths, W, activity):
-    """(T, B, n_out) logits from :func:`_fused_logits`, filling ``activity`` when it has rows."""
-    xT, rows, mean = _transposed_batch(x, idx)
-    T = gains.shape[0]
-    partials = np.empty((_unit_blocks(idx.shape[0]), T, W.shape[0], x.shape[0]), dtype=x.dtype)
-    _fused_logits(xT, rows, mean, np.ascontiguousarray(gains), W, partials, activity)
-    u = partials.sum(axis=0)  # (T, n_out, B)
+    """(T, B, n_out) logits from :func:`_fused_logits`, one batch tile at a time (see
+    :func:`_batch_tiles`), filling ``activity`` (n_units, B) when it has rows."""
+    T, B = gains.shape[0], x.shape[0]
+    gains = np.ascontiguousarray(gains)
     s = np.asarray(strengths, dtype=x.dtype).reshape(T, 1, 1)
-    return np.ascontiguousarray((s * u).transpose(0, 2, 1))
+    logits = np.empty((T, B, W.shape[0]), dtype=x.dtype)
+    for lo, hi in _batch_tiles(B):
+        xT, rows, mean = _transposed_batch(x[lo:hi], idx)
+        partials = np.empty((_unit_blocks(idx.shape[0]), T, W.shape[0], hi - lo), dtype=x.dtype)
+        _fused_logits(xT, rows, mean, gains, W, partials, activity, lo)
+        logits[:, lo:hi] = (s * partials.sum(axis=0)).transpose(0, 2, 1)  # from (T, n_out, B)
+    return logits
 
 
 def task_logits(x, idx, gains, strengths, W):
@@ -391,7 +423,9 @@ def task_logits(x, idx, gains, strengths, W):
     into each task's logits (one load and store of the accumulator per four multiply-adds);
     one (T, n_out, B) accumulator per block, summed afterwards. Extra tasks cost only their
     readout, never another encoder pass, and the encoder output is never written to memory.
-    Batches of fewer than :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
+    Large batches run in tiles of at most :data:`_BATCH_TILE` samples, so the transposed
+    batch every block gathers from stays in cache. Batches of fewer than
+    :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
     """
     if x.shape[0] < _SMALL_BATCH:
         h = _small_batch_activity(x, idx)
@@ -399,7 +433,7 @@ def task_logits(x, idx, gains, strengths, W):
         for t in range(gains.shape[0]):
             logits[t] = modulated_forward(h, np.ascontiguousarray(gains[t]), strengths[t], W)
         return logits
-    no_activity = np.empty((0, x.shape[0]), dtype=x.dtype)
+    no_activity = np.empty((0, 0), dtype=x.dtype)
     return _run_fused_logits(x, idx, gains, strengths, W, no_activity)
 
 
@@ -409,8 +443,9 @@ def logits_and_activity(x, idx, c, s, W):
     Contract: the fused pass of :func:`task_logits`, which also keeps each unit's activity
     row as it goes, so the backward pass never recomputes the encoder. The activity is
     returned as a (B, n_units) view of a unit-major (n_units, B) buffer: the layout
-    :func:`modulated_param_grads` reads fastest, and no transpose copy is made. Batches of
-    fewer than :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
+    :func:`modulated_param_grads` reads fastest, and no transpose copy is made. Large
+    batches run in tiles (see :func:`task_logits`), each filling its columns of the buffer.
+    Batches of fewer than :data:`_SMALL_BATCH` samples take :func:`_small_batch_activity`.
     """
     if x.shape[0] < _SMALL_BATCH:
         h = _small_batch_activity(x, idx)
