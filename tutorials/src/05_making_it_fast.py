@@ -337,22 +337,50 @@ assert t_unfused > 1.15 * t_fused
 # more than a core keeps close. So the cpu kernels cut a large batch into tiles of at most
 # `_BATCH_TILE` samples (512, 1.6 MiB) and run the fused pass once per tile, each tile with
 # its own small `xT`; a training step's tiles fill their own columns of the activity buffer.
-# On the machine these notebooks were written on, batch 1024 ran 1.5 to 1.9 times faster per
-# sample in two tiles than in one piece (one and 36 tasks, and the training forward), when
-# each variant ran ten calls in turn (alternating single calls hides the gain: each call
-# evicts the other's data). Tiles change which sums are added first, not the result:
+# Tiles change which sums are added first, not the result:
 
 # %%
-one_piece = max(cpu_kernels._BATCH_TILE, x1024.shape[0])
+gains_1, strength_1 = net.tasks[task].gains[None], net.tasks[task].strength
 print("batch 1024 in tiles of", [hi - lo for lo, hi in cpu_kernels._batch_tiles(1024)], "samples")
-tiled_logits = cpu_kernels.task_logits(x1024, idx, net.tasks[task].gains[None], net.tasks[task].strength, W)
-saved_tile, cpu_kernels._BATCH_TILE = cpu_kernels._BATCH_TILE, one_piece
-try:
-    whole_logits = cpu_kernels.task_logits(x1024, idx, net.tasks[task].gains[None], net.tasks[task].strength, W)
-finally:
-    cpu_kernels._BATCH_TILE = saved_tile
 assert cpu_kernels._batch_tiles(1024) == [(0, 512), (512, 1024)]
+
+
+def in_one_piece(fn):
+    """Run fn() with tiling switched off (one tile as big as the batch)."""
+    saved = cpu_kernels._BATCH_TILE
+    cpu_kernels._BATCH_TILE = x1024.shape[0]
+    try:
+        return fn()
+    finally:
+        cpu_kernels._BATCH_TILE = saved
+
+
+def infer_1024():
+    return cpu_kernels.task_logits(x1024, idx, gains_1, strength_1, W)
+
+
+tiled_logits, whole_logits = infer_1024(), in_one_piece(infer_1024)
 assert max_rel_err(tiled_logits, whole_logits) < 1e-5
+
+# %% [markdown]
+# How much the tiles save depends on the machine's caches and, on a shared machine, on what
+# the neighbours keep in theirs. Each timing below is ten calls in a row, so a variant finds
+# its own data in cache (alternating single calls would evict each other's), and the rounds
+# alternate between the two variants so that both see the same phases of the host:
+
+# %%
+def ten_calls():
+    for _ in range(10):
+        infer_1024()
+
+
+rounds = {"tiles of 512": [], "one piece": []}
+for _ in range(3):
+    rounds["tiles of 512"].append(best_time(ten_calls, repeats=1))
+    rounds["one piece"].append(in_one_piece(lambda: best_time(ten_calls, repeats=1)))
+t_tiles, t_whole = min(rounds["tiles of 512"]) / 10, min(rounds["one piece"]) / 10
+print(f"one-task inference at batch 1024: {1024 / t_tiles:,.0f} samples/s in tiles, "
+      f"{1024 / t_whole:,.0f} in one piece ({t_whole / t_tiles:.2f} x)")
 
 # %% [markdown]
 # ## 5. Correctness first, then speed
