@@ -7,8 +7,10 @@ versions. Sections:
 * peaks: single-precision matrix-multiply GFLOP/s (BLAS) and streaming read GB/s, measured here;
 * training: samples/s through forward, backward and the optimiser step, per backend, batch
   size and thread count, with a roofline line (work per sample against the measured peaks);
-* inference: one task, and T tasks evaluated on the same batch;
-* scaling (``--scaling``): training time against encoder width and batch size;
+* inference: one task, and 36 tasks evaluated on the same batch, at each ``--inference-batch``;
+* scaling (``--scaling``): training time against encoder width and batch size, and the time
+  of evaluating T tasks against T; ``--plot PATH`` draws these tables, and ``--from-json
+  REPORT --plot PATH`` redraws them from a saved report without measuring anything;
 * pytorch: the authors' dense formulation, if PyTorch happens to be installed;
 * paired: the cpu backend against training from a cached encoded set, numpy and PyTorch at
   batch 128, every repeat running each side back to back, so that a change in a shared
@@ -18,13 +20,14 @@ versions. Sections:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
 import numpy as np
 
 from .config import NetworkConfig
-from .errors import BackendError, NmnpError
+from .errors import BackendError, ConfigError, NmnpError
 from .model import ModulatedNetwork
 from .optim import make_optimizer
 from .system import describe_machine, set_threads
@@ -480,12 +483,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-memory", action="store_true",
                    help="only run the demo in a child process and report its peak memory")
     p.add_argument("--json", default=None, help="write every figure here")
+    p.add_argument("--plot", default=None,
+                   help="draw the scaling tables into this PNG (needs --scaling or --from-json)")
+    p.add_argument("--from-json", default=None,
+                   help="measure nothing: read a report written by --json and draw its --plot")
     return p
+
+
+def plot_report(report: dict, path: str) -> str:
+    """Draw ``report["scaling"]`` with :func:`nmnp.plots.plot_scaling`; returns the path."""
+    from .plots import plot_scaling
+
+    if "scaling" not in report:
+        raise ConfigError("this report has no scaling tables: run the bench with --scaling")
+    config = NetworkConfig.from_dict(report["config"])
+    m = report.get("machine", {})
+    title = (f"nmnp bench, cpu backend, {report['scaling']['threads']} threads, {m.get('cpu', '?')}"
+             f"{' (sgemm %.1f GFLOP/s at the start)' % report['peaks']['sgemm_gflops'] if 'peaks' in report else ''}")
+    return plot_scaling(report["scaling"], path, lambda T: inference_flops_per_sample(config, T), title)
+
+
+def _read_report(path: str) -> dict:
+    """A report written by ``--json``, or ConfigError saying why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as err:
+        raise ConfigError(f"cannot read bench report {path!r}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path!r} is not a bench report written by --json: {err}") from err
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.from_json:
+            if not args.plot:
+                raise ConfigError("--from-json only draws a figure: give --plot PATH as well")
+            print(f"figure: {plot_report(_read_report(args.from_json), args.plot)}")
+            return 0
+        if args.plot and not args.scaling:
+            raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
         if args.json:
             from .atomic import check_output_path
 
@@ -500,6 +538,8 @@ def main(argv=None) -> int:
             from .atomic import atomic_write_json
 
             print(f"\nresults: {atomic_write_json(args.json, out)}")
+        if args.plot:
+            print(f"figure: {plot_report(out, args.plot)}")
     except NmnpError as err:
         print(f"nmnp.bench: error: {err}", file=sys.stderr)
         return 2

@@ -74,3 +74,67 @@ def plot_continual_run(acc_matrix, path, title="") -> str:
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_scaling(scaling, path, flops_per_sample=None, title="") -> str:
+    """The bench's scaling tables as three panels, saved as a PNG at ``path``.
+
+    Parameters
+    ----------
+    scaling : dict
+        ``report["scaling"]`` of ``python -m nmnp.bench --scaling``: lists ``units``,
+        ``batch`` and ``tasks`` of measurements with ``samples_per_second`` (and, for tasks,
+        ``seconds``) as median/min/max.
+    path : str or Path
+    flops_per_sample : callable, optional
+        ``T -> flops`` of evaluating T tasks on one sample; when given, the tasks panel also
+        draws the time that grows in proportion to the flops from the one-task point.
+    title : str
+
+    Returns
+    -------
+    str, the path written. Points are medians; bars span the fastest and slowest repeat.
+    """
+    fig = new_figure(figsize=(13, 4), layout="constrained")
+    units_ax, batch_ax, tasks_ax = fig.subplots(1, 3)
+
+    def rates(rows, key):
+        x = np.array([r[key] for r in rows], dtype=float)
+        med, lo, hi = (np.array([r["samples_per_second"][q] for r in rows]) for q in ("median", "min", "max"))
+        return x, med, np.vstack([med - lo, hi - med])
+
+    for ax, key, rows, label in (
+        (units_ax, "units", scaling["units"], "encoder units (batch 128)"),
+        (batch_ax, "batch_size", scaling["batch"], "batch size (FlyNet)"),
+    ):
+        x, med, err = rates(rows, key)
+        ax.errorbar(x, med, yerr=err, marker="o", ms=4, capsize=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [f"{int(v):,}" for v in x], rotation=45)
+        ax.minorticks_off()
+        ax.set_xlabel(label)
+        ax.set_ylabel("training samples/s")
+        ax.grid(alpha=0.3)
+    units_ax.set_title("training speed against encoder width")
+    batch_ax.set_title("training speed against batch size")
+
+    T = np.array([r["tasks"] for r in scaling["tasks"]], dtype=float)
+    ms = {q: np.array([r["seconds"][q] for r in scaling["tasks"]]) * 1e3 for q in ("median", "min", "max")}
+    tasks_ax.errorbar(T, ms["median"], yerr=np.vstack([ms["median"] - ms["min"], ms["max"] - ms["median"]]),
+                      marker="o", ms=4, capsize=3, label="measured")
+    if flops_per_sample is not None:
+        ratio = np.array([flops_per_sample(int(t)) for t in T]) / flops_per_sample(int(T[0]))
+        tasks_ax.plot(T, ms["median"][0] * ratio, "k--", lw=1, label="in proportion to flops")
+        tasks_ax.legend(fontsize=8)
+    tasks_ax.set_xscale("log")
+    tasks_ax.set_yscale("log")
+    tasks_ax.set_xticks(T, [str(int(t)) for t in T])
+    tasks_ax.minorticks_off()
+    tasks_ax.set_xlabel("stored tasks evaluated (batch 1024)")
+    tasks_ax.set_ylabel("ms per batch")
+    tasks_ax.set_title("evaluating T tasks with one encoder pass")
+    tasks_ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -96,3 +96,54 @@ def test_cached_set_runner_trains_like_the_fused_path(broken):
         optimizer.step(grads)
     same = np.allclose(net.tasks[t].gains, run.net.tasks[run.task_id].gains, rtol=1e-4, atol=1e-6)
     assert same != broken
+
+
+def _fake_scaling_report():
+    """A report shaped like ``--scaling --json`` output, with made-up rates (plotting only)."""
+
+    def rates(r):
+        return {"median": r, "min": 0.8 * r, "max": 1.1 * r}
+
+    return {
+        "config": NetworkConfig.flynet().to_dict(),
+        "machine": {"cpu": "test cpu"},
+        "peaks": {"sgemm_gflops": 50.0},
+        "scaling": {
+            "threads": 2,
+            "units": [{"units": u, "samples_per_second": rates(1e8 / u)} for u in (784, 7840)],
+            "batch": [{"batch_size": b, "samples_per_second": rates(300.0 * b)} for b in (1, 128)],
+            "tasks": [
+                {"tasks": t, "samples_per_second": rates(1024 / (0.01 * t)), "seconds": rates(0.01 * t)}
+                for t in (1, 4, 36)
+            ],
+        },
+    }
+
+
+def test_plot_redraws_the_scaling_tables_of_a_saved_report(tmp_path, capsys):
+    report = tmp_path / "bench.json"
+    report.write_text(json.dumps(_fake_scaling_report()))
+    figure = tmp_path / "scaling.png"
+    assert main(["--from-json", str(report), "--plot", str(figure)]) == 0
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    assert f"figure: {figure}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, report, message",
+    [
+        (["--from-json", "REPORT"], _fake_scaling_report(), "give --plot PATH"),
+        (["--plot", "FIG"], None, "add --scaling"),
+        (["--from-json", "REPORT", "--plot", "FIG"], {"config": {}}, "no scaling tables"),
+        (["--from-json", "REPORT", "--plot", "FIG"], "{not json", "not a bench report"),
+        (["--from-json", "MISSING", "--plot", "FIG"], None, "cannot read bench report"),
+    ],
+)
+def test_plot_options_misused_are_clear_errors(tmp_path, capsys, argv, report, message):
+    path = tmp_path / "bench.json"
+    if report is not None:
+        path.write_text(report if isinstance(report, str) else json.dumps(report))
+    names = {"REPORT": str(path), "MISSING": str(tmp_path / "missing.json"), "FIG": str(tmp_path / "f.png")}
+    assert main([names.get(a, a) for a in argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "f.png").exists()  # nothing half-drawn is left behind
