@@ -276,7 +276,7 @@ def _fmt_rate(r: dict) -> str:
 
 def run_bench(args) -> dict:
     backends = args.backends.split(",")
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    batch_sizes = args.batch_sizes
     all_threads = set_threads(None)
     thread_counts = sorted({1, all_threads}) if args.threads == "both" else [int(args.threads)]
     config = NetworkConfig.flynet() if not args.units else NetworkConfig(784, args.units, 7, 10, 0)
@@ -338,7 +338,7 @@ def run_bench(args) -> dict:
 
     out["inference"] = []
     say(f"\ninference samples/s ({all_threads} threads): median [min .. max]")
-    for bs in [int(b) for b in args.inference_batch.split(",")]:
+    for bs in args.inference_batch:
         for backend in backends:
             for n_tasks in (1, 36):
                 try:
@@ -466,16 +466,27 @@ def measure_demo_memory() -> dict:
     return {"peak_rss_bytes": int(peak_bytes), "seconds": seconds}
 
 
+def _batch_size_list(text: str) -> list[int]:
+    """"1,32,128" -> [1, 32, 128]; argparse reports anything else as a usage error."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, got {text!r}")
+    return sizes
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nmnp.bench", description=__doc__.splitlines()[0])
     p.add_argument("--backends", "--backend", default="numpy,cpu,cuda",
                    help="comma-separated (default numpy,cpu,cuda; cuda is skipped with the reason when no GPU)")
-    p.add_argument("--batch-sizes", default="1,32,128,1024")
+    p.add_argument("--batch-sizes", type=_batch_size_list, default="1,32,128,1024")
     p.add_argument("--threads", default="both", help="'both' (1 and all) or a number")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (at most)")
     p.add_argument("--samples", type=int, default=4096, help="samples per timed repeat (at most)")
-    p.add_argument("--inference-batch", "--inference-batches", default="128,1024",
+    p.add_argument("--inference-batch", "--inference-batches", type=_batch_size_list, default="128,1024",
                    help="comma-separated batch sizes for the inference section (default 128,1024)")
     p.add_argument("--units", type=int, default=None, help="encoder units (default: FlyNet's 7840)")
     p.add_argument("--scaling", action="store_true", help="also run the scaling tables")

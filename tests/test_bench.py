@@ -147,3 +147,19 @@ def test_plot_options_misused_are_clear_errors(tmp_path, capsys, argv, report, m
     assert main([names.get(a, a) for a in argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists()  # nothing half-drawn is left behind
+
+
+@pytest.mark.parametrize("option", ["--batch-sizes", "--inference-batch"])
+@pytest.mark.parametrize("value", ["128,abc", "0,128", "-4"])
+def test_bad_batch_size_lists_are_usage_errors(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main([option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and repr(value) in err
+
+
+def test_batch_size_lists_parse():
+    args = bench.build_parser().parse_args(["--batch-sizes", "4,16", "--inference-batch", "8"])
+    assert args.batch_sizes == [4, 16] and args.inference_batch == [8]
+    assert bench.build_parser().parse_args([]).inference_batch == [128, 1024]
