@@ -535,10 +535,11 @@ def main(argv=None) -> int:
             return 0
         if args.plot and not args.scaling:
             raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
-        if args.json:
-            from .atomic import check_output_path
+        from .atomic import check_output_path
 
-            check_output_path(args.json)
+        for path in (args.json, args.plot):  # fail before minutes of measuring, not after
+            if path:
+                check_output_path(path)
         if args.demo_memory:
             out = {"machine": describe_machine(), "demo": measure_demo_memory()}
             print(f"python -m nmnp.demo: peak resident memory {out['demo']['peak_rss_bytes'] / 2**20:,.0f} MiB, "

@@ -163,3 +163,9 @@ def test_batch_size_lists_parse():
     args = bench.build_parser().parse_args(["--batch-sizes", "4,16", "--inference-batch", "8"])
     assert args.batch_sizes == [4, 16] and args.inference_batch == [8]
     assert bench.build_parser().parse_args([]).inference_batch == [128, 1024]
+
+
+def test_unwritable_plot_path_fails_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run_bench", lambda args: pytest.fail("measured before checking --plot"))
+    assert main(["--scaling", "--plot", str(tmp_path / "no-such-folder" / "f.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
