@@ -505,13 +505,16 @@ def plot_report(report: dict, path: str) -> str:
     """Draw ``report["scaling"]`` with :func:`nmnp.plots.plot_scaling`; returns the path."""
     from .plots import plot_scaling
 
-    if "scaling" not in report:
+    if not isinstance(report, dict) or "scaling" not in report:
         raise ConfigError("this report has no scaling tables: run the bench with --scaling")
-    config = NetworkConfig.from_dict(report["config"])
-    m = report.get("machine", {})
-    title = (f"nmnp bench, cpu backend, {report['scaling']['threads']} threads, {m.get('cpu', '?')}"
-             f"{' (sgemm %.1f GFLOP/s at the start)' % report['peaks']['sgemm_gflops'] if 'peaks' in report else ''}")
-    return plot_scaling(report["scaling"], path, lambda T: inference_flops_per_sample(config, T), title)
+    try:
+        config = NetworkConfig.from_dict(report["config"])
+        m = report.get("machine", {})
+        title = (f"nmnp bench, cpu backend, {report['scaling']['threads']} threads, {m.get('cpu', '?')}"
+                 f"{' (sgemm %.1f GFLOP/s at the start)' % report['peaks']['sgemm_gflops'] if 'peaks' in report else ''}")
+        return plot_scaling(report["scaling"], path, lambda T: inference_flops_per_sample(config, T), title)
+    except (KeyError, TypeError, ValueError, IndexError) as err:  # edited or truncated by hand
+        raise ConfigError(f"the report's scaling tables are incomplete or malformed ({type(err).__name__}: {err})") from err
 
 
 def _read_report(path: str) -> dict:
@@ -528,18 +531,18 @@ def _read_report(path: str) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.from_json:
-            if not args.plot:
-                raise ConfigError("--from-json only draws a figure: give --plot PATH as well")
-            print(f"figure: {plot_report(_read_report(args.from_json), args.plot)}")
-            return 0
-        if args.plot and not args.scaling:
-            raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
         from .atomic import check_output_path
 
+        if args.from_json and not args.plot:
+            raise ConfigError("--from-json only draws a figure: give --plot PATH as well")
+        if args.plot and not (args.scaling or args.from_json):
+            raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
         for path in (args.json, args.plot):  # fail before minutes of measuring, not after
             if path:
                 check_output_path(path)
+        if args.from_json:
+            print(f"figure: {plot_report(_read_report(args.from_json), args.plot)}")
+            return 0
         if args.demo_memory:
             out = {"machine": describe_machine(), "demo": measure_demo_memory()}
             print(f"python -m nmnp.demo: peak resident memory {out['demo']['peak_rss_bytes'] / 2**20:,.0f} MiB, "

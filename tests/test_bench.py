@@ -137,13 +137,18 @@ def test_plot_redraws_the_scaling_tables_of_a_saved_report(tmp_path, capsys):
         (["--from-json", "REPORT", "--plot", "FIG"], {"config": {}}, "no scaling tables"),
         (["--from-json", "REPORT", "--plot", "FIG"], "{not json", "not a bench report"),
         (["--from-json", "MISSING", "--plot", "FIG"], None, "cannot read bench report"),
+        (["--from-json", "REPORT", "--plot", "FIG"], "[1, 2]", "no scaling tables"),
+        (["--from-json", "REPORT", "--plot", "FIG"], {**_fake_scaling_report(), "scaling": {"threads": 2}},
+         "incomplete or malformed"),
+        (["--from-json", "REPORT", "--plot", "NOFOLDER"], _fake_scaling_report(), "does not exist"),
     ],
 )
 def test_plot_options_misused_are_clear_errors(tmp_path, capsys, argv, report, message):
     path = tmp_path / "bench.json"
     if report is not None:
         path.write_text(report if isinstance(report, str) else json.dumps(report))
-    names = {"REPORT": str(path), "MISSING": str(tmp_path / "missing.json"), "FIG": str(tmp_path / "f.png")}
+    names = {"REPORT": str(path), "MISSING": str(tmp_path / "missing.json"), "FIG": str(tmp_path / "f.png"),
+             "NOFOLDER": str(tmp_path / "no-such-folder" / "f.png")}
     assert main([names.get(a, a) for a in argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "f.png").exists()  # nothing half-drawn is left behind
