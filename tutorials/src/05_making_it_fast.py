@@ -419,7 +419,8 @@ for name, args in arguments.items():
 # %% [markdown]
 # Now the whole training step, `loss_and_grads_batch` plus an RMSprop update, on the two
 # backends across batch sizes. The NumPy step at batch 1024 takes seconds, so it runs once;
-# the others keep the fastest of three.
+# the others keep the fastest of ten (on a shared machine a single slow moment can halve one
+# timing, and the fastest of a few is not always clear of it).
 
 # %%
 batch_sizes = (1, 32, 128, 1024)
@@ -437,7 +438,7 @@ def samples_per_second(backend, batch_size):
         optimizer.step(grads)
 
     slow = backend == "numpy" and batch_size >= 1024
-    return batch_size / best_time(step, repeats=1 if slow else 3, warmup=not slow)
+    return batch_size / best_time(step, repeats=1 if slow else 10, warmup=not slow)
 
 
 rates = {backend: [samples_per_second(backend, bs) for bs in batch_sizes]
