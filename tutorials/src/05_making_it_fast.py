@@ -296,7 +296,8 @@ assert net.encoded_nbytes(128) == 10 * 128 * n_in * 4 and net.encoded_nbytes(128
 #   $dc_j = s \sum_b h_{bj}\, g_{bj}$ with $g_{bj} = \sum_o W_{oj}\, dz_{bo}$ formed on the fly,
 #   one running sum per unit, each unit written by exactly one thread. (Ten separate dot
 #   products $\langle dz_{:,o}, h_{:,j}\rangle$ weighted afterwards are the same sum, but end
-#   in ten horizontal reductions per unit instead of one, and were slower.)
+#   in ten horizontal reductions per unit instead of one, and were slower.) Two units share
+#   each loop over the batch, so every $dz_{bo}$ loaded serves both of them.
 #
 # An earlier version recomputed $h_{:,j}$ in the backward ($k$ row loads from `xT`) instead
 # of keeping it. Keeping it won at every batch size we timed, because the recomputation's
