@@ -28,7 +28,13 @@ from numba import njit, prange
 NAME = "cpu"
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
-_JIT_SERIAL = dict(fastmath=True, cache=True, nogil=True)  # helpers called inside prange
+# Helpers called inside prange are inlined into their caller at Numba's IR level. As separate
+# functions, every call (one per encoder unit) passed each array as a struct of ~10 words on
+# the stack: on the bench machine (FlyNet, 2 threads, eight rounds of ten calls of each
+# variant in turn, two runs) inlining made the fused forward 1.26x and 1.34x faster at
+# batch 32, a training step's forward and backward 1.14x and 1.15x at batch 128, and the
+# latter 1.00x and 1.04x at batch 1,024.
+_JIT_SERIAL = dict(fastmath=True, cache=True, nogil=True, inline="always")
 
 
 def _n_chunks(batch: int) -> int:

@@ -243,7 +243,11 @@ assert t_row_major > 2 * t_transposed
 # %% [markdown]
 # nmnp's kernel (`nmnp.kernels.cpu`) adds parallelism on top of this layout: the units are
 # cut into blocks, a few per thread (`prange` over blocks), and each thread writes only its
-# own units' rows, so no two threads ever write the same element.
+# own units' rows, so no two threads ever write the same element. The per-unit sum is a
+# helper function compiled with `inline="always"`: Numba then pastes its body into the
+# loop over units. Called as a separate function, it cost a call per unit, with every array
+# argument passed as a struct of about ten words; at batch 32, where each call does little
+# work, inlining made the fused forward about 1.3x faster.
 #
 # ## 3. The mean is a dot product with counts
 #
