@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import NetworkConfig
 from .errors import BackendError, ConfigError, NmnpError
+from .kernels.backend import quiet_low_occupancy_warnings
 from .model import ModulatedNetwork
 from .optim import make_optimizer
 from .system import describe_machine, set_threads
@@ -213,6 +214,7 @@ def measure_training_cuda(config: NetworkConfig, batch_size: int, repeats: int, 
         "samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds,
         "transfers": {k: r[k] for k in ("upload_seconds", "upload_bytes", "order_upload_seconds", "metrics_seconds") if k in r},
         "launches_per_step": r.get("launches_per_step"), "device": r.get("device"),
+        "queue_seconds_per_step": r.get("queue_seconds"),
         "simulator": r.get("simulator"),
     }
 
@@ -330,7 +332,8 @@ def run_bench(args) -> dict:
                 if backend == "cuda":
                     t = r["transfers"]
                     say(f"   cuda {'(simulator) ' if r['simulator'] else ''}batch {bs:>5}: "
-                        f"{_fmt_rate(r['samples_per_second'])}  data resident, {r['launches_per_step']} launches/step; "
+                        f"{_fmt_rate(r['samples_per_second'])}  data resident, {r['launches_per_step']} launches/step "
+                        f"(host queues them in {r['queue_seconds_per_step']['median'] * 1e6:.0f} us); "
                         f"upload once {t.get('upload_seconds', float('nan')) * 1e3:.1f} ms "
                         f"({t.get('upload_bytes', 0) / 2**20:.1f} MiB), metrics per epoch "
                         f"{t.get('metrics_seconds', float('nan')) * 1e3:.2f} ms")
@@ -534,6 +537,7 @@ def _read_report(path: str) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_low_occupancy_warnings()
     try:
         from .atomic import check_output_path
 

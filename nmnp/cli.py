@@ -25,6 +25,7 @@ from .experiment import (
     stored_run_config, zero_forgetting,
 )
 from .kernels import BACKENDS, get_backend
+from .kernels.backend import quiet_low_occupancy_warnings
 from .presets import PRESETS, get_preset, resolve_config
 from .strategies import STRATEGIES
 
@@ -204,6 +205,7 @@ def _title(config: ExperimentConfig) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_low_occupancy_warnings()
     try:
         from .compare import cmd_compare
 

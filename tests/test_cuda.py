@@ -55,6 +55,22 @@ def _env_without_simulator():
 
 
 # ------------------------------------------------------------------------------ failing cleanly
+def test_command_line_programs_hide_only_the_low_occupancy_warning():
+    import warnings
+
+    from nmnp.kernels.backend import quiet_low_occupancy_warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_low_occupancy_warnings()
+        warnings.warn("Grid size 8 will likely result in GPU under-utilization due to low occupancy.")
+        # numba-cuda 0.30 sends it in bold: a terminal escape code comes first
+        warnings.warn("\x1b[1mGrid size 62 will likely result in GPU under-utilization due to "
+                      "low occupancy.\x1b[0m")
+        warnings.warn("Host array used in CUDA kernel will incur copy overhead to/from device.")
+    assert [str(w.message)[:10] for w in seen] == ["Host array"]
+
+
 def test_importing_nmnp_does_not_import_numba_cuda():
     code = ("import sys, nmnp, nmnp.train, nmnp.cli, nmnp.kernels; "
             "assert 'numba.cuda' not in sys.modules, 'numba.cuda was imported'")
@@ -91,6 +107,26 @@ def test_cli_backend_cuda_without_gpu_or_simulator_fails_at_once():
     assert lines[0].startswith("nmnp: error: ")
     assert "NUMBA_ENABLE_CUDASIM=1" in lines[0] or "nmnp[cuda]" in lines[0]
     assert run.stdout == ""  # nothing was loaded or trained before the error
+
+
+@pytest.mark.parametrize("error, advice", [
+    (AttributeError("module 'numpy' has no attribute 'row_stack'"), "pip install 'numpy<2.5'"),
+    (RuntimeError("libNVVM cannot be found"), "pip install numba-cuda[cu12]"),
+])
+def test_compile_failure_message_names_the_fix(monkeypatch, error, advice):
+    """A GPU whose numba-cuda cannot compile: a NumPy too new for numba-cuda is told apart
+    from missing CUDA compiler libraries (seen on an H100 with NumPy 2.5.2, numba-cuda 0.30.4)."""
+    import nmnp.kernels.cuda as cuda_module
+
+    if cuda_module.cuda is None:
+        pytest.skip("numba-cuda is not installed")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cuda_module.cuda, "compile_ptx_for_current_device", fail, raising=False)
+    message = cuda_module._why_cannot_compile()
+    assert advice in message and str(error) in message
 
 
 def test_unavailable_messages_say_what_to_do(monkeypatch):
@@ -137,7 +173,8 @@ def test_every_kernel_compiles_for_a_real_gpu():
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     compiled = set(run.stdout.strip().split(","))
-    assert {"logit_partials", "loss_and_dlogits", "context_grad_partials", "optimizer_step",
+    assert {"logit_partials", "loss_and_dlogits", "context_grad_partials",
+            "context_grad_from_activity", "optimizer_step",
             "stage_batch", "encode", "encoder_input_grad", "readout_forward",
             "readout_backward", "sum_rows", "scale_partials", "dz_means"} <= compiled
 
@@ -284,6 +321,48 @@ def test_resident_training_matches_cpu_backend(K):
     # and the learned contexts are close
     np.testing.assert_allclose(gpu.tasks[t].gains, cpu.tasks[t].gains, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(gpu.tasks[t].strength, cpu.tasks[t].strength, rtol=1e-4)
+
+
+@needs_cuda
+def test_stored_activity_backward_equals_the_recomputing_one(K, monkeypatch):
+    """The training step's backward reads the activity its forward stored; above the memory
+    cap it recomputes it from the inputs instead. Same sums in the same order: the learned
+    context must be identical to the last bit, and each path must use its own kernel."""
+    from nmnp.kernels import cuda_training
+
+    x, y = blobs(2, 90)
+    settings = TrainSettings(epochs=2, batch_size=32, seed=1)
+    runs, default_cap = {}, cuda_training.ACTIVITY_BYTES_CAP
+    for cap in (default_cap, 0):
+        monkeypatch.setattr(cuda_training, "ACTIVITY_BYTES_CAP", cap)
+        before = dict(K.launch_counts)
+        net, t, report = _train("cuda", x, y, settings)
+        used = {k for k, v in K.launch_counts.items() if v > before.get(k, 0)}
+        runs[cap] = (net.tasks[t].gains, net.tasks[t].strength, report.epoch_losses, used)
+    stored, recomputed = runs[default_cap], runs[0]
+    assert "context_grad_from_activity" in stored[3] and "context_grad_partials" not in stored[3]
+    assert "context_grad_partials" in recomputed[3] and "context_grad_from_activity" not in recomputed[3]
+    np.testing.assert_array_equal(stored[0], recomputed[0])
+    np.testing.assert_array_equal(stored[1], recomputed[1])
+    np.testing.assert_array_equal(stored[2], recomputed[2])
+    assert stored[2][-1] < stored[2][0]  # and it learned
+
+
+@pytest.mark.parametrize("threads", [2, 4, 32])
+@needs_cuda
+def test_resident_training_does_not_depend_on_threads_per_block(K, threads):
+    """The loss kernel gives each (sample, output) pair its own thread when a block has at
+    least n_out threads (4 here), and several outputs to a thread when it has fewer; the
+    learned context must be the same either way (up to the order of the strength's sum)."""
+    x, y = blobs(3, 70)
+    settings = TrainSettings(epochs=2, batch_size=24, seed=2)
+    base, t, base_report = _train("cuda", x, y, settings)
+    with K.launch_config(threads_per_block=threads):
+        other, _, other_report = _train("cuda", x, y, settings)
+    np.testing.assert_allclose(other.tasks[t].gains, base.tasks[t].gains, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(other.tasks[t].strength, base.tasks[t].strength, rtol=1e-5)
+    np.testing.assert_allclose(other_report.epoch_losses, base_report.epoch_losses, rtol=1e-6)
+    assert other_report.epoch_accuracies == base_report.epoch_accuracies
 
 
 @needs_cuda
@@ -435,4 +514,6 @@ def test_benchmark_training_reports_transfers_apart_from_compute(K):
     for key in ("upload_seconds", "order_upload_seconds", "stage_seconds", "metrics_seconds"):
         assert out[key] >= 0
     assert out["step_seconds"]["min"] <= out["step_seconds"]["median"] <= out["step_seconds"]["max"]
+    # queuing a step is part of the step: each repeat's queue time is within its step time
+    assert 0 < out["queue_seconds"]["median"] <= out["step_seconds"]["median"]
     assert out["samples_per_second"] > 0 and out["upload_bytes"] > 0

@@ -12,6 +12,7 @@ is missing.
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 
 from ..errors import BackendError
@@ -65,3 +66,21 @@ def get_backend(backend: "str | ModuleType") -> ModuleType:
     if missing:  # a programming error in nmnp itself, caught on first use
         raise BackendError(f"backend {backend!r} lacks kernels: {', '.join(missing)}")
     return module
+
+
+#: numba-cuda's warning for a launch of fewer than 128 blocks, as a pattern (the message
+#: may begin with a terminal escape code for bold text, hence the leading wildcard).
+LOW_OCCUPANCY_WARNING = r".*Grid size \d+ will likely result in GPU under-utilization"
+
+
+def quiet_low_occupancy_warnings() -> None:
+    """Hide numba-cuda's low-occupancy warning, for nmnp's own command-line programs.
+
+    numba-cuda warns at every launch of fewer than 128 blocks. The cuda backend's kernels use
+    grid-stride loops and size their grids on purpose (a batch of 128 samples is one block of
+    the loss kernel), so on a GPU the warning would repeat on every line of ``python -m
+    nmnp.bench``. The library itself installs no filter: a program that imports nmnp keeps
+    numba-cuda's warnings for its own kernels.
+    """
+    warnings.filterwarnings("ignore", message=LOW_OCCUPANCY_WARNING)
+

@@ -16,18 +16,19 @@ this module; :func:`nmnp.kernels.get_backend` does, on first use of ``"cuda"``.
 
 Kernels (each docstring states its launch shape and what makes it race-free)
 ----------------------------------------------------------------------------
-==========================  =================================================================
-``stage_batch``             rows of ``x`` -> batch-innermost ``xT`` (n_in, B) + sample means
-``encode``                  encoder output ``h`` (standalone ``encoder_forward`` only)
-``dz_means``                per-sample mean of ``dh * [h > 0]`` (encoder backward)
-``encoder_input_grad``      ``dx`` by *gathering* over each input's readers (no scatter)
-``readout_forward``         ``y = s (h * c) W^T`` (modulation fused into the product)
-``readout_backward``        ``dh`` and per-batch-tile partial sums of ``g * h``
-``sum_rows``                the second reduction pass: fixed-order column sums in float64
-``logit_partials``          fused encoder + readout, per unit-chunk partial logits (hot path)
-``scale_partials``          sums the unit-chunk partials, scales by each task's strength
-``context_grad_partials``   fused encoder + readout backward, per batch-tile partial ``dc``
-==========================  =================================================================
+===============================  =================================================================
+``stage_batch``                  rows of ``x`` -> batch-innermost ``xT`` (n_in, B) + sample means
+``encode``                       encoder output ``h`` (standalone ``encoder_forward`` only)
+``dz_means``                     per-sample mean of ``dh * [h > 0]`` (encoder backward)
+``encoder_input_grad``           ``dx`` by *gathering* over each input's readers (no scatter)
+``readout_forward``              ``y = s (h * c) W^T`` (modulation fused into the product)
+``readout_backward``             ``dh`` and per-batch-tile partial sums of ``g * h``
+``sum_rows``                     the second reduction pass: fixed-order column sums in float64
+``logit_partials``               fused encoder + readout, per unit-chunk partial logits (hot path)
+``scale_partials``               sums the unit-chunk partials, scales by each task's strength
+``context_grad_partials``        fused encoder + readout backward, per batch-tile partial ``dc``
+``context_grad_from_activity``   the same partials from the activity the forward stored (training)
+===============================  =================================================================
 
 Common contract
 ---------------
@@ -45,9 +46,11 @@ Common contract
   one coalesced 128-byte load, the unit's weights ``c[j] W[:, j]`` are one address for the
   whole warp (a broadcast), and all n_out outputs accumulate in registers (each activity is
   used n_out times without being stored). In the backward a thread owns a unit and walks a
-  tile of samples, whose columns of ``xT`` (one short segment per input) stay in L1 while the
-  block's units read them. (Barriers are also what makes the CUDA simulator slow: each costs
-  milliseconds per block there.) The one block-level tree reduction is in the training step.
+  tile of samples: in training it reads the activity the forward stored (unit-major, so a
+  thread's samples are consecutive); the standalone ``context_grads`` recomputes it from the
+  tile's columns of ``xT``, which stay in L1 while the block's units read them. (Barriers
+  are also what makes the CUDA simulator slow: each costs milliseconds per block there.) The training step has the one block-level tree reduction
+  and, in its loss kernel, one barrier per group of samples.
 * Float32 arithmetic in the inner loops for float32 data (float64 for float64); partial sums
   across blocks and the final reductions in float64. Compare with tolerances, not bitwise.
 
@@ -133,6 +136,13 @@ def _why_cannot_compile() -> str | None:
         cuda.compile_ptx_for_current_device(probe, (numba.float32[:],))
     except Exception as err:
         reason = " ".join(str(err).split())[:300]
+        if isinstance(err, AttributeError) and "numpy" in str(err):
+            # numba-cuda 0.30.4 still refers to np.row_stack, which NumPy 2.5 removed
+            return (
+                f"a CUDA GPU was found but this numba-cuda release cannot compile kernels "
+                f"with NumPy {np.__version__} ({reason}); install an older NumPy "
+                "(pip install 'numpy<2.5') or a numba-cuda release that supports this one"
+            )
         return (
             f"a CUDA GPU was found but numba-cuda cannot compile kernels for it ({reason}); "
             "install the CUDA compiler libraries that match your driver, e.g. "
@@ -152,7 +162,7 @@ def device_name() -> str:
 
 
 # ------------------------------------------------------------------------------ launch config
-_GPU_DEFAULTS = dict(threads_per_block=128, tile=32, units_per_chunk=64, max_blocks=None)
+_GPU_DEFAULTS = dict(threads_per_block=128, tile=32, units_per_chunk=128, max_blocks=None)
 _SIM_DEFAULTS = dict(threads_per_block=8, tile=4, units_per_chunk=8, max_blocks=2)
 _config = dict(_SIM_DEFAULTS if SIMULATOR else _GPU_DEFAULTS)
 
@@ -382,6 +392,17 @@ def _status_zero():
     return _no_status
 
 
+_no_activity_arrays: dict[str, object] = {}
+
+
+def _no_activity(dtype):
+    """A (1, 1) stand-in for the fused forward's ``hT`` when it does not store the activity."""
+    name = np.dtype(dtype).name
+    if name not in _no_activity_arrays or _compile_only is not None:
+        _no_activity_arrays[name] = _zeros((1, 1), dtype)
+    return _no_activity_arrays[name]
+
+
 # ------------------------------------------------------------------------------ kernels
 def _plain(dtype):
     """The kernels without tuning constants, for data of ``dtype``."""
@@ -547,16 +568,28 @@ def _tasks_per_pass(n_out: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _logit_partials(acc_size: int, dtype_name: str):
-    """The fused forward kernel with ``acc_size`` register accumulators of ``dtype_name``."""
+def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
+    """The fused forward kernel with ``acc_size`` accumulators of ``dtype_name``.
+
+    With ``one_task_outputs = n_out`` (> 0) the kernel is compiled for one task of exactly
+    that many outputs (the training step): every accumulator loop then has a trip count
+    known at compile time, is unrolled, and the accumulators live in registers. Otherwise
+    (several tasks per pass, any n_out) they are indexed at run time, which puts them in
+    local memory (a per-thread slice of the cache hierarchy): correct for any shape, slower.
+    """
     dt = numba.from_dtype(np.dtype(dtype_name))
+    ONE = one_task_outputs  # a compile-time constant inside the kernel
 
     @cuda.jit
-    def logit_partials(xT, col0, nb, idx, mean, gains, t0, nt, W, chunk, partials, status):
+    def logit_partials(xT, col0, nb, idx, mean, gains, t0, nt, W, chunk, partials, store_h, hT,
+                       status):
         """partials[c, t, o, b] = sum over units j of chunk c of gains[t0+t, j] W[o, j] h[b, j].
 
         ``h[b, j] = relu(sum_t xT[idx[j, t], col0 + b] - mean[col0 + b])`` is computed on the
-        fly and never stored. Launch: 2-D; x: samples b (threads), y: unit chunks c (blocks).
+        fly; with ``store_h`` it is also written, unit-major, to ``hT[j, b]`` (n_units, nb):
+        coalesced, since neighbouring threads own neighbouring samples. The training step's
+        backward reads it back (:func:`_context_grad_from_activity`); inference passes a
+        dummy ``hT`` and never writes it. Launch: 2-D; x: samples b (threads), y: unit chunks c (blocks).
         Each thread keeps ``nt * n_out`` accumulators in registers while it walks its chunk's
         units: per unit, k coalesced loads (neighbouring lanes read neighbouring samples of the
         same ``xT`` row), then ``nt * n_out`` multiply-adds whose weights are the same address
@@ -568,10 +601,11 @@ def _logit_partials(acc_size: int, dtype_name: str):
         n, k = idx.shape
         n_out = W.shape[0]
         acc = cuda.local.array(acc_size, dt)
+        width = ONE if ONE > 0 else nt * n_out
         for c in range(cuda.blockIdx.y, partials.shape[0], cuda.gridDim.y):
             j1 = min(c * chunk + chunk, n)
             for b in range(cuda.grid(1), nb, cuda.gridsize(1)):
-                for a in range(nt * n_out):
+                for a in range(width):
                     acc[a] = 0
                 col = col0 + b
                 mb = mean[col]
@@ -580,14 +614,24 @@ def _logit_partials(acc_size: int, dtype_name: str):
                     for t in range(1, k):
                         m += xT[idx[j, t], col]
                     m -= mb
-                    if m > 0:
+                    if store_h:
+                        hT[j, b] = m if m > 0 else 0
+                    if m > 0 and ONE > 0:
+                        cm = gains[t0, j] * m
+                        for o in range(ONE):
+                            acc[o] += cm * W[o, j]
+                    elif m > 0:
                         for tt in range(nt):
                             cm = gains[t0 + tt, j] * m
                             for o in range(n_out):
                                 acc[tt * n_out + o] += cm * W[o, j]
-                for tt in range(nt):
-                    for o in range(n_out):
-                        partials[c, tt, o, b] = acc[tt * n_out + o]
+                if ONE > 0:
+                    for o in range(ONE):
+                        partials[c, 0, o, b] = acc[o]
+                else:
+                    for tt in range(nt):
+                        for o in range(n_out):
+                            partials[c, tt, o, b] = acc[tt * n_out + o]
 
     return logit_partials
 
@@ -632,6 +676,44 @@ def _context_grad_partials(dtype_name: str):
     return context_grad_partials
 
 
+@functools.lru_cache(maxsize=None)
+def _context_grad_from_activity(dtype_name: str):
+    """The training step's backward, reading the activity the fused forward stored."""
+    dt = numba.from_dtype(np.dtype(dtype_name))
+
+    @cuda.jit
+    def context_grad_from_activity(hT, nb, W, dlT, tile, gh_part, status):
+        """gh_part[r, j] = sum over samples b of tile r of (sum_o dlT[o, b] W[o, j]) hT[j, b].
+
+        The same sums, in the same order, as :func:`_context_grad_partials`, with the
+        activity read from ``hT`` (n_units, nb), written by the fused forward of the same
+        step, instead of recomputed from k scattered reads of ``xT`` per unit and sample (on
+        a GPU the recomputation was the slowest part of a training step). Launch: 2-D; x:
+        units j (threads), y: batch tiles r (blocks). A thread reads its unit's run of
+        ``tile`` consecutive samples, so each 32-byte sector it fetches serves eight
+        iterations from L1; ``dlT[o, b]`` is one address per warp (broadcast). One writer
+        per (tile, unit), no atomics. Returns at once if ``status[0]`` is set.
+        """
+        if status[0] != 0:
+            return
+        n = hT.shape[0]
+        n_out = W.shape[0]
+        for r in range(cuda.blockIdx.y, gh_part.shape[0], cuda.gridDim.y):
+            b1 = min(r * tile + tile, nb)
+            for j in range(cuda.grid(1), n, cuda.gridsize(1)):
+                acc = dt(0)
+                for b in range(r * tile, b1):
+                    h = hT[j, b]
+                    if h > 0:
+                        g = dlT[0, b] * W[0, j]
+                        for o in range(1, n_out):
+                            g += dlT[o, b] * W[o, j]
+                        acc += g * h
+                gh_part[r, j] = acc
+
+    return context_grad_from_activity
+
+
 # ------------------------------------------------------------------------------ shared steps
 def _stage(x_dev, rows_dev, n_in, tables, dtype, want_xT=True):
     """(xT, mean) on the device for the rows ``rows_dev`` of ``x_dev``."""
@@ -644,17 +726,24 @@ def _stage(x_dev, rows_dev, n_in, tables, dtype, want_xT=True):
     return xT, mean
 
 
+def _forward_kernel(n_out: int, nt: int, dtype):
+    """The fused forward for ``nt`` tasks of ``n_out`` outputs: the register-only variant
+    when there is one task of at most ``_ACCUMULATORS`` outputs."""
+    if nt == 1 and n_out <= _ACCUMULATORS:
+        return _logit_partials(n_out, np.dtype(dtype).name, n_out)
+    return _logit_partials(_tasks_per_pass(n_out) * n_out, np.dtype(dtype).name)
+
+
 def _forward_partials(xT, col0, nb, idx_dev, mean, gains_dev, t0, nt, W_dev, status):
     """Launch the fused forward for tasks ``t0 .. t0+nt-1``; returns the partials array."""
     n_out = W_dev.shape[0]
     chunk = _config["units_per_chunk"]
     n_chunks = -(-idx_dev.shape[0] // chunk)
     partials = _empty((n_chunks, nt, n_out, nb), xT.dtype)
-    acc = _tasks_per_pass(n_out) * n_out
-    kernel = _logit_partials(acc, np.dtype(xT.dtype).name)
+    kernel = _forward_kernel(n_out, nt, xT.dtype)
     grid = (_blocks(nb, _tpb()), _blocks(n_chunks, 1, _GRID_YZ_MAX))
     _launch(kernel, grid, _tpb(), xT, col0, nb, idx_dev, mean, gains_dev, t0, nt, W_dev, chunk,
-            partials, status)
+            partials, False, _no_activity(xT.dtype), status)
     return partials
 
 
@@ -902,10 +991,11 @@ def _clear_kernel_caches() -> None:
     from . import cuda_training
 
     for factory in (_plain_kernels, _logit_partials, _context_grad_partials,
-                    cuda_training._device_functions, cuda_training._loss_kernel,
+                    _context_grad_from_activity, cuda_training._device_functions, cuda_training._loss_kernel,
                     cuda_training._step_kernel):
         factory.cache_clear()
     global _no_status
     _constants.clear()
     _tables.clear()
+    _no_activity_arrays.clear()
     _no_status = None

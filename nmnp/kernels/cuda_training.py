@@ -40,7 +40,10 @@ about four Python kernel launches):
 1. ``logit_partials``: fused encoder + modulated readout; per unit-chunk partial logits.
 2. ``loss_and_dlogits``: sums the chunks, scales by the strength, softmax cross-entropy over
    the competing classes, ``dlogits`` (batch-innermost), per-sample loss and hit, loss check.
-3. ``context_grad_partials``: fused encoder + readout backward; per batch-tile partial ``dc``.
+3. ``context_grad_from_activity``: readout backward on the activity that step 1 stored
+   (unit-major, n_units x batch); per batch-tile partial ``dc``. Where that buffer would
+   exceed :data:`ACTIVITY_BYTES_CAP`, step 1 stores nothing and ``context_grad_partials``
+   recomputes the activity from the inputs instead (same sums in the same order).
 4. ``optimizer_step``: sums the tiles (second reduction pass), the gains' update, per-block
    partial sums of ``ds = c . gh`` (shared-memory tree), and, in the last block to finish
    (elected with one atomic counter), the fixed-order sum of those partials and the strength's
@@ -71,6 +74,10 @@ RULES = {"rmsprop": 0, "sgd": 1, "adam": 2}
 #: Status codes the kernels write into ``status[0]``.
 LOSS_NOT_FINITE, GRAD_NOT_FINITE, UPDATE_NOT_FINITE = 1, 2, 3
 _KEYS = ("gains", "strength")
+#: Largest activity buffer (n_units x batch size, bytes) a training step keeps on the device
+#: for its backward (FlyNet at batch 1,024 in float32: 32 MB). Above it, the backward
+#: recomputes the activity from the inputs instead: slower, but it needs no such buffer.
+ACTIVITY_BYTES_CAP = 1 << 30
 
 
 # ------------------------------------------------------------------------------ kernels
@@ -125,7 +132,13 @@ def _loss_kernel():
         ``logsumexp_{o in classes} z[b, o] - z[b, label]``, shifted by the maximum;
         ``dlT[o, b] = (softmax - onehot) / nb`` on the competing classes and 0 elsewhere.
         The argmax takes the first maximum in the order of ``classes`` (as the host's
-        ``argmax`` over ``logits[:, classes]``). Launch: 1-D, one thread per sample. Sets
+        ``argmax`` over ``logits[:, classes]``).
+
+        Launch: 1-D; a block takes ``per_block = threads // n_out`` samples (at least 1) at a
+        time. First every (sample, output) pair of them gets its own thread for the sum over
+        the chunks (thread ``lane * per_block + i``: neighbouring threads read neighbouring
+        samples), since one thread summing all n_out outputs alone waits on n_out times as
+        many loads in a row; then, after a barrier, one thread per sample does the rest. Sets
         status code 1 if a loss is not finite. Returns at once if ``status[0]`` is set.
         """
         if status[0] != 0:
@@ -134,13 +147,21 @@ def _loss_kernel():
         n_cls = classes.shape[0]
         s = strength[rd, 0]
         inv_nb = 1.0 / nb
-        for b in range(cuda.grid(1), nb, cuda.gridsize(1)):
-            for o in range(n_out):
-                acc = 0.0
-                for c in range(n_chunks):
-                    acc += partials[c, 0, o, b]
-                z[b, o] = s * acc
-                dlT[o, b] = 0
+        per_block = max(1, cuda.blockDim.x // n_out)
+        lanes = cuda.blockDim.x // per_block  # threads per sample (n_out, or fewer)
+        lane = cuda.threadIdx.x // per_block
+        for first in range(cuda.blockIdx.x * per_block, nb, cuda.gridDim.x * per_block):
+            b = first + cuda.threadIdx.x % per_block
+            if b < nb and lane < lanes:
+                for o in range(lane, n_out, lanes):
+                    acc = 0.0
+                    for c in range(n_chunks):
+                        acc += partials[c, 0, o, b]
+                    z[b, o] = s * acc
+                    dlT[o, b] = 0
+            cuda.syncthreads()  # the sample's z row is complete (global writes of the block)
+            if b >= nb or lane != 0:
+                continue
             label = y[order[col0 + b]]
             best = classes[0]
             for q in range(1, n_cls):
@@ -325,18 +346,22 @@ class ResidentTask:
         self.z = K._empty((nb, n_out), dtype)
         self.dlT = K._empty((n_out, nb), dtype)
         self.gh_part = K._empty((-(-nb // tile), n), dtype)
+        # The forward stores the batch's activity for the backward when it fits the cap.
+        self.store_h = n * nb * np.dtype(dtype).itemsize <= ACTIVITY_BYTES_CAP
+        self.hT = K._empty((n, nb), dtype) if self.store_h else K._no_activity(dtype)
         self.step_blocks = K._grid1(n)
         self.ds_part = K._zeros(self.step_blocks, np.float64)
         # The four kernels of a step and their grids, looked up once (the step is hot).
         dtype_name = np.dtype(dtype).name
-        self.k_forward = K._logit_partials(K._tasks_per_pass(n_out) * n_out, dtype_name)
+        self.k_forward = K._forward_kernel(n_out, 1, dtype)
         self.k_loss = _loss_kernel()
-        self.k_backward = K._context_grad_partials(dtype_name)
+        self.k_backward = (K._context_grad_from_activity(dtype_name) if self.store_h
+                           else K._context_grad_partials(dtype_name))
         self.k_step = _step_kernel(self.tpb, dtype_name)
         cap_x = lambda items: K._blocks(items, self.tpb)  # noqa: E731
         cap_y = lambda rows: K._blocks(rows, 1, K._GRID_YZ_MAX)  # noqa: E731
         self.grid_forward = lambda nb: (cap_x(nb), cap_y(self.partials.shape[0]))  # noqa: E731
-        self.grid_loss = cap_x
+        self.grid_loss = lambda nb: K._blocks(nb, max(1, self.tpb // n_out))  # noqa: E731
         self.grid_backward = (cap_x(n), cap_y(self.gh_part.shape[0]))
         self.counter = K._zeros(1, np.int32)
         self.status = K._zeros(4, np.int32)
@@ -365,12 +390,17 @@ class ResidentTask:
         step_id = g + 1
         tpb = self.tpb
         K._launch(self.k_forward, self.grid_forward(nb), tpb, self.xT, col0, nb, self.idx,
-                  self.mean, self.gains, rd, 1, self.W, self.chunk, self.partials, self.status)
+                  self.mean, self.gains, rd, 1, self.W, self.chunk, self.partials, self.store_h,
+                  self.hT, self.status)
         K._launch(self.k_loss, self.grid_loss(nb), tpb, self.partials, self.strength, rd,
                   self.order, self.y, self.classes, col0, nb, self.z, self.dlT,
                   self.sample_loss, self.sample_correct, step_id, self.status)
-        K._launch(self.k_backward, self.grid_backward, tpb, self.xT, col0, nb, self.idx,
-                  self.mean, self.W, self.dlT, self.tile, self.gh_part, self.status)
+        if self.store_h:
+            K._launch(self.k_backward, self.grid_backward, tpb, self.hT, nb, self.W, self.dlT,
+                      self.tile, self.gh_part, self.status)
+        else:
+            K._launch(self.k_backward, self.grid_backward, tpb, self.xT, col0, nb, self.idx,
+                      self.mean, self.W, self.dlT, self.tile, self.gh_part, self.status)
         t = self.start_step + g + 1  # the optimiser's step count, from 1 (Adam's corrections)
         c1 = c2 = 1.0
         if self.rule == RULES["adam"]:
@@ -502,6 +532,9 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     epoch, N int32) and ``stage_seconds`` (per epoch, the data laid out in that order on the
     device: compute), ``step_seconds``
     (median, min, max over repeats of one step's compute, synchronised, data resident),
+    ``queue_seconds`` (the same, for the host's time to queue one step's launches without
+    waiting for the device: numba-cuda's launch overhead; when it is close to
+    ``step_seconds`` the host, not the GPU, sets the pace),
     ``samples_per_second`` (batch_size / median step), ``metrics_seconds`` (the per-epoch
     download of losses, hits and status), ``launches_per_step`` and ``launches_per_epoch``.
     """
@@ -542,12 +575,17 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     stage = timed(run.stage)
     counts_before = dict(K.launch_counts)
 
+    queued = []
+
     def some_steps():
+        t0 = time.perf_counter()
         for i in range(steps):
             pos = (run.steps_done % steps_per_epoch) * batch_size
             run.step(pos, min(batch_size, n_samples - pos))
+        queued.append((time.perf_counter() - t0) / steps)  # before the device is waited for
 
     timed(some_steps)  # warm-up: compiles every kernel
+    queued.clear()
     per_step = [timed(some_steps) / steps for _ in range(max(1, repeats))]
     launched = sum(K.launch_counts.values()) - sum(counts_before.values())
     metrics = timed(run.metrics)
@@ -569,6 +607,9 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
             "median": median, "min": float(min(per_step)), "max": float(max(per_step)),
         },
         "samples_per_second": batch_size / median if median > 0 else float("inf"),
+        "queue_seconds": {
+            "median": float(np.median(queued)), "min": float(min(queued)), "max": float(max(queued)),
+        },
         "metrics_seconds": metrics,
         "launches_per_step": launched / (steps * (1 + max(1, repeats))),
         "launches_per_epoch": 1,
