@@ -638,9 +638,25 @@ def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
 
 
 @functools.lru_cache(maxsize=None)
+def _readout_grad():
+    """Device function: g[b, j] = sum_o dlT[o, b] W[o, j], the gradient reaching unit j's
+    activity from sample b's logits (shared by both training backward kernels)."""
+
+    @cuda.jit(device=True)
+    def readout_grad(dlT, W, b, j):
+        g = dlT[0, b] * W[0, j]
+        for o in range(1, W.shape[0]):
+            g += dlT[o, b] * W[o, j]
+        return g
+
+    return readout_grad
+
+
+@functools.lru_cache(maxsize=None)
 def _context_grad_partials(dtype_name: str):
     """The fused backward kernel, accumulating in ``dtype_name``."""
     dt = numba.from_dtype(np.dtype(dtype_name))
+    readout_grad = _readout_grad()
 
     @cuda.jit
     def context_grad_partials(xT, col0, nb, idx, mean, W, dlT, tile, gh_part, status):
@@ -656,7 +672,6 @@ def _context_grad_partials(dtype_name: str):
         if status[0] != 0:
             return
         n, k = idx.shape
-        n_out = W.shape[0]
         for r in range(cuda.blockIdx.y, gh_part.shape[0], cuda.gridDim.y):
             b1 = min(r * tile + tile, nb)
             for j in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -668,10 +683,7 @@ def _context_grad_partials(dtype_name: str):
                         m += xT[idx[j, t], col]
                     m -= mean[col]
                     if m > 0:
-                        g = dlT[0, b] * W[0, j]
-                        for o in range(1, n_out):
-                            g += dlT[o, b] * W[o, j]
-                        acc += g * m
+                        acc += readout_grad(dlT, W, b, j) * m
                 gh_part[r, j] = acc
 
     return context_grad_partials
@@ -681,6 +693,7 @@ def _context_grad_partials(dtype_name: str):
 def _context_grad_from_activity(dtype_name: str):
     """The training step's backward, reading the activity the fused forward stored."""
     dt = numba.from_dtype(np.dtype(dtype_name))
+    readout_grad = _readout_grad()
 
     @cuda.jit
     def context_grad_from_activity(hT, nb, W, dlT, tile, gh_part, status):
@@ -698,7 +711,6 @@ def _context_grad_from_activity(dtype_name: str):
         if status[0] != 0:
             return
         n = hT.shape[0]
-        n_out = W.shape[0]
         for r in range(cuda.blockIdx.y, gh_part.shape[0], cuda.gridDim.y):
             b1 = min(r * tile + tile, nb)
             for j in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -706,10 +718,7 @@ def _context_grad_from_activity(dtype_name: str):
                 for b in range(r * tile, b1):
                     h = hT[j, b]
                     if h > 0:
-                        g = dlT[0, b] * W[0, j]
-                        for o in range(1, n_out):
-                            g += dlT[o, b] * W[o, j]
-                        acc += g * h
+                        acc += readout_grad(dlT, W, b, j) * h
                 gh_part[r, j] = acc
 
     return context_grad_from_activity
@@ -991,7 +1000,7 @@ def _compile_everything(cc=(9, 0)) -> list[str]:
 def _clear_kernel_caches() -> None:
     from . import cuda_training
 
-    for factory in (_plain_kernels, _logit_partials, _context_grad_partials,
+    for factory in (_plain_kernels, _logit_partials, _readout_grad, _context_grad_partials,
                     _context_grad_from_activity, cuda_training._device_functions, cuda_training._loss_kernel,
                     cuda_training._step_kernel):
         factory.cache_clear()
