@@ -259,6 +259,44 @@ def test_cuda_kernels_match_reference(K, config, shape, dtype):
         np.testing.assert_allclose(a, b, **tol, err_msg=f"context_grads {name}")
 
 
+@pytest.mark.parametrize(
+    "config, shape, dtype", CASES,
+    ids=[f"{c}-{'x'.join(map(str, s))}-{np.dtype(d).name}" for c, s, d in CASES],
+)
+@needs_cuda
+def test_training_step_kernels_match_reference(K, config, shape, dtype):
+    """The resident training step's own kernels, one by one: the fused forward's stored
+    activity ``hT`` against the reference encoder, and ``context_grad_from_activity`` (the
+    backward that reads it) against the reference ``context_grads``."""
+    K.configure(**CONFIGS[config])
+    rng = np.random.default_rng(sum(shape) + 1)
+    x, idx, c, s, W = _problem(rng, *shape, dtype)
+    B, n = x.shape[0], idx.shape[0]
+    dlogits = rng.normal(size=(B, W.shape[0])).astype(dtype)
+    tables = K._encoder_tables(idx)
+    rows = K._to_device(np.arange(B, dtype=np.int32))
+    xT, mean = K._stage(K._to_device(x), rows, x.shape[1], tables, x.dtype)
+    gains = K._to_device(np.stack([c, c]))
+    n_chunks = -(-n // K.current_config()["units_per_chunk"])
+    partials = K._empty((n_chunks, 1, W.shape[0], B), dtype)
+    hT = K._zeros((n, B), dtype)
+    W_dev, status = K._constant(W), K._status_zero()
+    K._launch(K._forward_kernel(W.shape[0], 1, dtype), K._grid2(B, n_chunks), K._tpb(), xT, 0,
+              B, tables.idx, mean, gains, 1, 1, W_dev, K.current_config()["units_per_chunk"],
+              partials, True, hT, status)
+    h = reference.encoder_forward(x, idx)
+    np.testing.assert_allclose(K._host(hT), h.T, **TOL[dtype], err_msg="stored activity")
+    tile = K.current_config()["tile"]
+    gh_part = K._empty((-(-B // tile), n), dtype)
+    K._launch(K._context_grad_from_activity(np.dtype(dtype).name), K._grid2(n, gh_part.shape[0]),
+              K._tpb(), hT, B, W_dev, K._to_device(np.ascontiguousarray(dlogits.T)), tile,
+              gh_part, status)
+    gh = K._column_sums(gh_part)
+    dc_ref, ds_ref = reference.context_grads(x, idx, c, s, W, dlogits)
+    np.testing.assert_allclose(s * gh, dc_ref, **TOL[dtype], err_msg="dc")
+    np.testing.assert_allclose(np.dot(c, gh), ds_ref, **TOL[dtype], err_msg="ds")
+
+
 @needs_cuda
 def test_empty_batch_gives_empty_results(K):
     rng = np.random.default_rng(0)

@@ -39,19 +39,20 @@ Common contract
   order by a second pass (:func:`sum_rows`, or the consumer kernel itself). No atomics on
   data, so results are deterministic run to run. (The training step uses one atomic counter
   to elect the block that finishes a reduction; see :mod:`nmnp.kernels.cuda_training`.)
-* No shared memory and no barriers in these kernels: the access patterns are arranged so that
-  registers and the hardware caches give the reuse a shared-memory tile would. The fused
-  kernels read the batch in the batch-innermost layout ``xT`` (n_in, B). In the forward a
-  thread owns a sample and a warp 32 consecutive samples, so each of a unit's k input reads is
-  one coalesced 128-byte load, the unit's weights ``c[j] W[:, j]`` are one address for the
-  whole warp (a broadcast), and all n_out outputs accumulate per thread (each activity is
-  used n_out times; in registers for one task, see :func:`_logit_partials`). In the backward a thread owns a unit and walks a
-  tile of samples: in training it reads the activity the forward stored (unit-major, so a
-  thread's samples are consecutive); the standalone ``context_grads`` recomputes it from the
-  tile's columns of ``xT``, which stay in L1 while the block's units read them. (Barriers
-  are also what makes the CUDA simulator slow: each costs milliseconds per block there.)
-  The training step has the one block-level tree reduction and, in its loss kernel, one
-  barrier per group of samples.
+* No shared memory and no barriers in these kernels: the access patterns are arranged so
+  that registers and the hardware caches give the reuse a shared-memory tile would. The
+  fused kernels read the batch in the batch-innermost layout ``xT`` (n_in, B). In the
+  forward a thread owns a sample and a warp 32 consecutive samples, so each of a unit's k
+  input reads is one coalesced 128-byte load, the unit's weights ``c[j] W[:, j]`` are one
+  address for the whole warp (a broadcast), and all n_out outputs accumulate per thread
+  (each activity is used n_out times; in registers for one task, see
+  :func:`_logit_partials`). In the backward a thread owns a unit and walks a tile of
+  samples: in training it reads the activity the forward stored (unit-major, so a thread's
+  samples are consecutive); the standalone ``context_grads`` recomputes it from the tile's
+  columns of ``xT``, which stay in L1 while the block's units read them. (Barriers are also
+  what makes the CUDA simulator slow: each costs milliseconds per block there.) The training
+  step has the one block-level tree reduction and, in its loss kernel, one barrier per group
+  of samples.
 * Float32 arithmetic in the inner loops for float32 data (float64 for float64); partial sums
   across blocks and the final reductions in float64. Compare with tolerances, not bitwise.
 
@@ -590,12 +591,13 @@ def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
         fly; with ``store_h`` it is also written, unit-major, to ``hT[j, b]`` (n_units, nb):
         coalesced, since neighbouring threads own neighbouring samples. The training step's
         backward reads it back (:func:`_context_grad_from_activity`); inference passes a
-        dummy ``hT`` and never writes it. Launch: 2-D; x: samples b (threads), y: unit chunks c (blocks).
-        Each thread keeps ``nt * n_out`` accumulators in registers while it walks its chunk's
-        units: per unit, k coalesced loads (neighbouring lanes read neighbouring samples of the
-        same ``xT`` row), then ``nt * n_out`` multiply-adds whose weights are the same address
-        for the whole warp. Zero activity (about half the units) skips the readout. One writer
-        per partial; the consumer sums the chunks. Returns at once if ``status[0]`` is set.
+        dummy ``hT`` and never writes it. Launch: 2-D; x: samples b (threads), y: unit
+        chunks c (blocks). Each thread keeps ``nt * n_out`` accumulators (in registers for
+        one task, see the factory) while it walks its chunk's units: per unit, k coalesced
+        loads (neighbouring lanes read neighbouring samples of the same ``xT`` row), then
+        ``nt * n_out`` multiply-adds whose weights are the same address for the whole warp.
+        Zero activity (about half the units) skips the readout. One writer per partial; the
+        consumer sums the chunks. Returns at once if ``status[0]`` is set.
         """
         if status[0] != 0:
             return
@@ -1001,8 +1003,8 @@ def _clear_kernel_caches() -> None:
     from . import cuda_training
 
     for factory in (_plain_kernels, _logit_partials, _readout_grad, _context_grad_partials,
-                    _context_grad_from_activity, cuda_training._device_functions, cuda_training._loss_kernel,
-                    cuda_training._step_kernel):
+                    _context_grad_from_activity, cuda_training._device_functions,
+                    cuda_training._loss_kernel, cuda_training._step_kernel):
         factory.cache_clear()
     global _no_status
     _constants.clear()

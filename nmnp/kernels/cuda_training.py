@@ -608,7 +608,8 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
         },
         "samples_per_second": batch_size / median if median > 0 else float("inf"),
         "queue_seconds": {
-            "median": float(np.median(queued)), "min": float(min(queued)), "max": float(max(queued)),
+            "median": float(np.median(queued)), "min": float(min(queued)),
+            "max": float(max(queued)),
         },
         "metrics_seconds": metrics,
         "launches_per_step": launched / (steps * (1 + max(1, repeats))),

@@ -425,7 +425,7 @@ if SIMULATOR:
 #   per unit and sample; on a GPU, storing it (n_units x batch, 32 MB for FlyNet at batch
 #   1,024) and reading it back is much cheaper. Measured on an H100, these two changes and
 #   the loss kernel's split took a FlyNet training step at batch 1,024 from about 780 to
-#   about 400 microseconds (the README has the bench's figures).
+#   about 400 microseconds (the README has the bench's figures, and `results/` its reports).
 # * **Transfers.** Host and device memory are separate (copies cross the PCIe or NVLink
 #   bus), while under the simulator a "transfer" is a copy in the same memory. The
 #   per-batch functions of section 3 copy their inputs and results every call, which is why
