@@ -7,7 +7,10 @@ versions. Sections:
 * peaks: single-precision matrix-multiply GFLOP/s (BLAS) and streaming read GB/s, measured here;
 * training: samples/s through forward, backward and the optimiser step, per backend, batch
   size and thread count, with a roofline line (work per sample against the measured peaks);
-* inference: one task, and 36 tasks evaluated on the same batch, at each ``--inference-batch``;
+* inference: one task, and 36 tasks evaluated on the same batch, at each ``--inference-batch``
+  (a host batch in, class ids out; on cuda also with the logits copied back, as before);
+* evaluate: ``net.evaluate`` of one task on a 10,000-sample set (``--evaluate-samples``), the
+  call the continual runner makes after every task;
 * scaling (``--scaling``): training time against encoder width and batch size, and the time
   of evaluating T tasks against T; ``--plot PATH`` draws these tables, and ``--from-json
   REPORT --plot PATH`` redraws them from a saved report without measuring anything;
@@ -219,8 +222,14 @@ def measure_training_cuda(config: NetworkConfig, batch_size: int, repeats: int, 
     }
 
 
-def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_tasks: int, repeats: int) -> dict:
-    """Samples/s of evaluating ``n_tasks`` stored tasks on one batch (one encoder pass)."""
+def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_tasks: int, repeats: int,
+                      via: str = "task_predictions") -> dict:
+    """Samples/s of evaluating ``n_tasks`` stored tasks on one batch (one encoder pass).
+
+    ``via="task_predictions"`` (what ``evaluate`` and ``predict`` run): a host batch in, the
+    class ids (n_tasks, batch) out. ``via="task_logits"``: the logits come back to the host,
+    which takes their argmax (the cuda backend's evaluation before ``task_predictions``).
+    """
     net = ModulatedNetwork(config, backend)
     for _ in range(n_tasks):
         net.add_task()
@@ -228,8 +237,38 @@ def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_ta
     gains = np.stack([c.gains for c in net.tasks])
     strengths = np.concatenate([c.strength for c in net.tasks])
     kernels, idx, W = net.kernels, net.encoder_indices, net.readout
-    seconds = _timed(lambda: kernels.task_logits(x, idx, gains, strengths, W).argmax(axis=2), repeats)
-    return {"samples_per_second": _rate(batch_size, seconds), "seconds": seconds}
+    if via == "task_predictions":
+        run = lambda: kernels.task_predictions(x, idx, gains, strengths, W, None, batch_size)  # noqa: E731
+    elif via == "task_logits":
+        run = lambda: kernels.task_logits(x, idx, gains, strengths, W).argmax(axis=2)  # noqa: E731
+    else:
+        raise ConfigError(f"via must be 'task_predictions' or 'task_logits', got {via!r}")
+    seconds = _timed(run, repeats)
+    return {"samples_per_second": _rate(batch_size, seconds), "seconds": seconds, "via": via}
+
+
+def measure_evaluate(backend: str, config: NetworkConfig, n_samples: int, repeats: int,
+                     generic: bool = False) -> dict:
+    """Samples/s of ``net.evaluate`` of one task on an ``n_samples`` set, in the backend's
+    default batches (1,024 samples on the host, up to 16,384 on the GPU): the call the
+    continual runner makes for every (task, test set) pair.
+
+    ``generic=True`` times :class:`~nmnp.model.Classifier`'s batch loop instead (one
+    ``task_logits`` call per 1,024 samples, the logits back on the host), which is how the
+    cuda backend evaluated before ``task_predictions``.
+    """
+    from .model import Classifier
+
+    net = ModulatedNetwork(config, backend)
+    t = net.add_task()
+    x, y = _inputs(config, n_samples, seed=2)
+    if generic:
+        run = lambda: float((Classifier.predict(net, x, t) == y).mean())  # noqa: E731
+    else:
+        run = lambda: net.evaluate(x, y, t)  # noqa: E731
+    seconds = _timed(run, repeats)
+    return {"samples_per_second": _rate(n_samples, seconds), "seconds": seconds,
+            "n_samples": n_samples, "generic_loop": generic}
 
 
 def torch_dense_runner(config: NetworkConfig, batch_size: int, steps: int, threads: int):
@@ -355,10 +394,29 @@ def run_bench(args) -> dict:
                 r.update(backend=backend, tasks=n_tasks, batch_size=bs)
                 out["inference"].append(r)
                 say(f"  {backend:>5} batch {bs:>5} {n_tasks:>3} task(s): {_fmt_rate(r['samples_per_second'])}")
+                if backend == "cuda":  # what the class ids on the device save
+                    r["logits_to_host"] = measure_inference(backend, config, bs, n_tasks, args.repeats,
+                                                            via="task_logits")
+                    say(f"  {backend:>5} batch {bs:>5} {n_tasks:>3} task(s), logits to the host: "
+                        f"{_fmt_rate(r['logits_to_host']['samples_per_second'])}")
             pair = [r for r in out["inference"] if r["backend"] == backend and r["batch_size"] == bs]
             if len(pair) == 2:
                 ratio = pair[1]["seconds"]["median"] / pair[0]["seconds"]["median"]
                 say(f"  {backend:>5} batch {bs:>5} evaluating 36 tasks costs {ratio:.2f} x one task")
+
+    if args.evaluate_samples:
+        out["evaluate"] = []
+        say(f"\nevaluate(): one task on {args.evaluate_samples:,} samples, samples/s: median [min .. max]")
+        for backend in backends:
+            for generic in ((False, True) if backend == "cuda" else (False,)):
+                try:
+                    r = measure_evaluate(backend, config, args.evaluate_samples, args.repeats, generic)
+                except BackendError:
+                    break
+                r.update(backend=backend)
+                out["evaluate"].append(r)
+                how = "per 1,024 samples, logits to the host" if generic else "evaluate()"
+                say(f"  {backend:>5} {how:>37}: {_fmt_rate(r['samples_per_second'])}")
 
     ratios = {}
     fast = {(r["backend"], r["threads"], r["batch_size"]): r["samples_per_second"]["median"] for r in out["training"]}
@@ -484,6 +542,17 @@ def _batch_size_list(text: str) -> list[int]:
     return sizes
 
 
+def _sample_count(text: str) -> int:
+    """A whole number of samples, 0 or more; argparse reports anything else as a usage error."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"the number of samples cannot be negative, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nmnp.bench", description=__doc__.splitlines()[0])
     p.add_argument("--backends", "--backend", default="numpy,cpu,cuda",
@@ -495,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4096, help="samples per timed repeat (at most)")
     p.add_argument("--inference-batch", "--inference-batches", type=_batch_size_list, default="128,1024",
                    help="comma-separated batch sizes for the inference section (default 128,1024)")
+    p.add_argument("--evaluate-samples", type=_sample_count, default=10_000,
+                   help="set size for the evaluate() section (default 10,000; 0 skips it)")
     p.add_argument("--units", type=int, default=None, help="encoder units (default: FlyNet's 7840)")
     p.add_argument("--scaling", action="store_true", help="also run the scaling tables")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch comparison")

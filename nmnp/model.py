@@ -28,6 +28,7 @@ from . import initializers, layers
 from .config import NetworkConfig
 from .errors import ShapeError, TaskError
 from .kernels import get_backend
+from .kernels.reference import HOST_BATCH, check_batch_size
 from .losses import softmax_cross_entropy
 
 
@@ -64,18 +65,21 @@ class Classifier:
     (raising TaskError for an unknown id) and ``eval_logits(x, task_id)`` on validated inputs.
     """
 
-    def predict(self, x, task_id: int, classes=None, batch_size: int = 1024) -> np.ndarray:
-        """Predicted class ids (B,) of task ``task_id``, in batches of ``batch_size``."""
+    def predict(self, x, task_id: int, classes=None, batch_size: int | None = None) -> np.ndarray:
+        """Predicted class ids (B,) of task ``task_id``, in batches of ``batch_size``
+        (``None``: the backend's choice, 1,024 samples on the host)."""
         x = self.check_inputs(x)
         self.task(task_id)
         classes = self.check_classes(classes)
+        batch_size = check_batch_size(batch_size, HOST_BATCH)
         out = np.empty(x.shape[0], dtype=np.int64)
         for start in range(0, x.shape[0], batch_size):
             logits = self.eval_logits(x[start : start + batch_size], task_id)
             out[start : start + batch_size] = argmax_over_classes(logits, classes)
         return out
 
-    def evaluate(self, x, labels, task_id: int, classes=None, batch_size: int = 1024) -> float:
+    def evaluate(self, x, labels, task_id: int, classes=None,
+                 batch_size: int | None = None) -> float:
         """Accuracy in [0, 1] of task ``task_id`` on (x, labels)."""
         x = self.check_inputs(x)
         y = self.check_labels(labels, x.shape[0])
@@ -323,11 +327,30 @@ class ModulatedNetwork(Classifier):
         fused encoder + readout kernel, which never writes the encoder activity out."""
         ctx = self.task(task_id)
         return self.kernels.task_logits(
-            x, self.encoder_indices, ctx.gains[None, :], ctx.strength, self.readout
+            x, self.encoder_indices, ctx.gains.reshape(1, -1), ctx.strength, self.readout
         )[0]
 
-    def evaluate_tasks(self, x, labels, task_ids=None, batch_size: int = 1024) -> np.ndarray:
-        """Accuracy of several tasks on the same inputs, sharing one encoder pass per batch.
+    def predict(self, x, task_id: int, classes=None, batch_size: int | None = None) -> np.ndarray:
+        """Predicted class ids (B,) of task ``task_id``, in batches of ``batch_size``
+        (``None``: the backend's choice, 1,024 samples on the host, 16,384 on the GPU).
+
+        One call of the backend's ``task_predictions`` for the whole set: on the cuda backend
+        the inputs go up once and only the class ids come back. A subclass that changes
+        :meth:`eval_logits` gets the generic batch loop that calls it instead.
+        """
+        if type(self).eval_logits is not ModulatedNetwork.eval_logits:
+            return super().predict(x, task_id, classes, batch_size)
+        x = self.check_inputs(x)
+        ctx = self.task(task_id)
+        classes = self.check_classes(classes)
+        return self.kernels.task_predictions(
+            x, self.encoder_indices, ctx.gains.reshape(1, -1), ctx.strength, self.readout, classes,
+            batch_size,
+        )[0]
+
+    def evaluate_tasks(self, x, labels, task_ids=None, batch_size: int | None = None) -> np.ndarray:
+        """Accuracy of several tasks on the same inputs, sharing one encoder pass per batch
+        (``batch_size`` as in :meth:`predict`).
 
         Returns
         -------
@@ -341,13 +364,10 @@ class ModulatedNetwork(Classifier):
             raise ShapeError("evaluate_tasks needs at least one task and one sample")
         gains = np.stack([ctx.gains for ctx in contexts])
         strengths = np.concatenate([ctx.strength for ctx in contexts])
-        correct = np.zeros(len(ids), dtype=np.int64)
-        for start in range(0, x.shape[0], batch_size):
-            logits = self.kernels.task_logits(
-                x[start : start + batch_size], self.encoder_indices, gains, strengths, self.readout
-            )
-            correct += (logits.argmax(axis=2) == y[start : start + batch_size]).sum(axis=1)
-        return correct / x.shape[0]
+        predictions = self.kernels.task_predictions(
+            x, self.encoder_indices, gains, strengths, self.readout, None, batch_size
+        )
+        return (predictions == y).sum(axis=1) / x.shape[0]
 
 
 def loss_and_dlogits(logits, labels, classes):

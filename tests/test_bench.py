@@ -26,7 +26,7 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16", "--threads", "both", "--repeats", "2",
                  "--steps", "2", "--samples", "32", "--inference-batch", "8,5", "--units", "64", "--no-torch",
-                 "--json", str(out)])
+                 "--evaluate-samples", "40", "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     printed = capsys.readouterr().out
@@ -43,6 +43,9 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     inference = {(r["batch_size"], r["tasks"]) for r in report["inference"] if r["backend"] == "cpu"}
     assert inference == {(8, 1), (8, 36), (5, 1), (5, 36)}
     assert "batch     5 evaluating 36 tasks costs" in printed
+    evaluate = {r["backend"]: r for r in report["evaluate"] if r["backend"] in ("numpy", "cpu")}
+    assert set(evaluate) == {"numpy", "cpu"} and evaluate["cpu"]["n_samples"] == 40
+    assert "evaluate(): one task on 40 samples" in printed
     assert "cpu/numpy batch 16" in report["ratios"]
     paired = report["paired"]
     assert paired["batch_size"] == 4 and set(paired) >= {"cpu", "cached set", "numpy"}
@@ -165,6 +168,15 @@ def test_bad_batch_size_lists_are_usage_errors(capsys, option, value):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert option in err and repr(value) in err
+
+
+@pytest.mark.parametrize("value", ["-1", "ten", "2.5"])
+def test_bad_evaluate_sample_counts_are_usage_errors(capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--evaluate-samples", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--evaluate-samples" in err and repr(value) in err
 
 
 def test_batch_size_lists_parse():

@@ -176,7 +176,7 @@ def test_every_kernel_compiles_for_a_real_gpu():
     assert {"logit_partials", "loss_and_dlogits", "context_grad_partials",
             "context_grad_from_activity", "optimizer_step",
             "stage_batch", "encode", "encoder_input_grad", "readout_forward",
-            "readout_backward", "sum_rows", "scale_partials", "dz_means"} <= compiled
+            "readout_backward", "sum_rows", "scale_partials", "dz_means", "predict_classes"} <= compiled
 
 
 # ------------------------------------------------------------------------------ kernels
@@ -297,6 +297,62 @@ def test_training_step_kernels_match_reference(K, config, shape, dtype):
     np.testing.assert_allclose(np.dot(c, gh), ds_ref, **TOL[dtype], err_msg="ds")
 
 
+@pytest.mark.parametrize(
+    "config, shape, dtype", CASES,
+    ids=[f"{c}-{'x'.join(map(str, s))}-{np.dtype(d).name}" for c, s, d in CASES],
+)
+@needs_cuda
+def test_predictions_on_the_device_match_the_logits(K, config, shape, dtype):
+    """``predict_classes`` under every launch configuration: exactly the argmax of this
+    backend's ``task_logits`` (the same partial sums, rounded the same way), for all classes
+    and for a subset in a shuffled order, whole and in device batches of 13 (33 samples
+    leave a ragged last batch), with five tasks (two passes of the forward at ten outputs)."""
+    K.configure(**CONFIGS[config])
+    rng = np.random.default_rng(sum(shape) + 3)
+    x, idx, _, _, W = _problem(rng, *shape, dtype)
+    n_out = W.shape[0]
+    gains = rng.normal(size=(5, idx.shape[0])).astype(dtype)
+    strengths = np.array([0.7, -1.1, 2.0, 0.3, -0.4])
+    logits = K.task_logits(x, idx, gains, strengths, W)
+    for classes in (np.arange(n_out), rng.permutation(n_out)[: max(1, n_out - 1)]):
+        expected = classes[logits[:, :, classes].argmax(axis=2)]
+        for batch_size in (1024, 13):
+            got = K.task_predictions(x, idx, gains, strengths, W, classes, batch_size)
+            np.testing.assert_array_equal(got, expected, err_msg=f"classes {classes}, batch {batch_size}")
+    ref = reference.task_predictions(x, idx, gains, strengths, W)
+    assert (K.task_predictions(x, idx, gains, strengths, W) == ref).mean() > 0.95  # rounding
+
+
+@needs_cuda
+def test_evaluation_uploads_a_set_once_and_brings_back_only_class_ids(K):
+    """``evaluate_tasks`` and ``evaluate`` on a set of several batches: the inputs go up once
+    and one (tasks, samples) array of class ids comes back; the accuracies are the numpy
+    backend's."""
+    K.configure(**CONFIGS["tpb4-capped"])
+    config = NetworkConfig(12, 20, 3, 4, seed=0)
+    nets = {b: ModulatedNetwork(config, b) for b in ("numpy", "cuda")}
+    rng = np.random.default_rng(5)
+    for net in nets.values():
+        for t in range(3):
+            net.add_task()
+            net.tasks[t].gains[:] = np.random.default_rng(t).normal(size=20)
+    x = rng.normal(size=(23, 12)).astype(np.float32)
+    y = rng.integers(0, 4, size=23)
+    with K.record_transfers() as moved:
+        acc = nets["cuda"].evaluate_tasks(x, y, batch_size=5)
+    assert moved["up"].count((23, 12)) == 1 and moved["down"] == [(3, 23)]
+    np.testing.assert_allclose(acc, nets["numpy"].evaluate_tasks(x, y, batch_size=5))
+    with K.record_transfers() as moved:
+        one = nets["cuda"].evaluate(x, y, 1, classes=[2, 0], batch_size=5)
+    assert moved["up"].count((23, 12)) == 1 and moved["down"] == [(1, 23)]
+    assert one == nets["numpy"].evaluate(x, y, 1, classes=[2, 0], batch_size=5)
+    staged = K.launch_counts.get("stage_batch", 0)
+    nets["cuda"].evaluate(x, y, 1)  # the backend's own batch: the whole set at once
+    assert K.launch_counts["stage_batch"] - staged == 1
+    nets["cuda"].evaluate(x, y, 1, batch_size=5)  # 23 samples in batches of 5
+    assert K.launch_counts["stage_batch"] - staged == 1 + 5
+
+
 @needs_cuda
 def test_empty_batch_gives_empty_results(K):
     rng = np.random.default_rng(0)
@@ -304,6 +360,19 @@ def test_empty_batch_gives_empty_results(K):
     x0 = x[:0]
     assert K.encoder_forward(x0, idx).shape == (0, 5)
     assert K.task_logits(x0, idx, c[None], np.ones(1), W).shape == (1, 0, 3)
+    assert K.task_predictions(x0, idx, c[None], np.ones(1), W).shape == (1, 0)
+
+
+@needs_cuda
+def test_uploads_never_carry_a_zero_stride(K):
+    """``v[None, :]`` has stride 0 on its length-1 axis; numba-cuda reads that as a broadcast
+    axis and checks the layout element by element in Python (about 30 ms for one FlyNet
+    context on an H100, at every upload), so uploads get ordinary strides first."""
+    row = np.arange(6, dtype=np.float32)[None, :]
+    assert 0 in row.strides
+    dev = K._to_device(row)
+    assert 0 not in dev.strides
+    np.testing.assert_array_equal(K._host(dev), row)
 
 
 @needs_cuda

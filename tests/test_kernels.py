@@ -168,6 +168,69 @@ def test_fused_kernels_match_reference(fast_backend, shape, dtype):
     assert ds == pytest.approx(ds_ref, rel=TOL[dtype]["rtol"] * 10, abs=TOL[dtype]["atol"] * 10)
 
 
+def assert_predictions_agree(predictions, logits, classes, rtol):
+    """``predictions`` (T, B) are an argmax of the reference ``logits`` (T, B, n_out) over
+    ``classes``, up to rounding: each predicted class is a competing class whose logit is
+    within ``rtol`` (relative to the largest competing logit) of the maximum, and it is
+    exactly the reference's argmax wherever the best two differ by more than that."""
+    z = logits[:, :, classes]
+    assert np.isin(predictions, classes).all(), "a prediction outside the competing classes"
+    position = np.searchsorted(np.sort(classes), predictions)
+    chosen = np.take_along_axis(z, np.argsort(classes)[position][..., None], axis=2)[..., 0]
+    best = z.max(axis=2)
+    slack = rtol * np.abs(z).max(axis=2) + 1e-12
+    assert (chosen >= best - slack).all(), "a prediction whose logit is not the largest"
+    top2 = np.sort(z, axis=2)[..., -2:] if z.shape[2] > 1 else np.concatenate([z, z - 1], axis=2)
+    clear = top2[..., 1] - top2[..., 0] > slack
+    expected = np.asarray(classes)[z.argmax(axis=2)]
+    np.testing.assert_array_equal(predictions[clear], expected[clear])
+
+
+def test_the_prediction_checker_catches_a_wrong_class(rng):
+    x, idx, _, _, W = random_problem(rng, 40, 20, 30, 4, 6, np.float64)
+    gains, strengths = rng.normal(size=(2, 30)), np.array([0.9, -1.3])
+    logits = reference.task_logits(x, idx, gains, strengths, W)
+    classes = np.array([4, 0, 2])
+    good = reference.task_predictions(x, idx, gains, strengths, W, classes)
+    assert_predictions_agree(good, logits, classes, 1e-6)
+    for t, b in [(0, 0), (1, 17)]:
+        bad = good.copy()
+        bad[t, b] = classes[(list(classes).index(bad[t, b]) + 1) % 3]  # the next competing class
+        with pytest.raises(AssertionError):
+            assert_predictions_agree(bad, logits, classes, 1e-6)
+    outside = good.copy()
+    outside[0, 3] = 5
+    with pytest.raises(AssertionError, match="outside"):
+        assert_predictions_agree(outside, logits, classes, 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", FUSED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_task_predictions_match_reference(fast_backend, shape, dtype):
+    """task_predictions against the reference, for all classes and a subset in a shuffled
+    order, whole and in batches that leave a ragged last one; and exactly the argmax of the
+    same backend's own task_logits."""
+    B, n_in, n_units, k, n_out, T = shape
+    skip_if_too_large_for_simulator(fast_backend, B, n_units)
+    rng = np.random.default_rng(sum(shape) + 2)
+    fast = get_backend(fast_backend)
+    x, idx, _, _, W = random_problem(rng, B, n_in, n_units, k, n_out, dtype)
+    T = max(T, 5)  # several passes of the cuda forward when n_out is 10
+    gains = rng.normal(size=(T, n_units)).astype(dtype)
+    strengths = rng.normal(size=T)
+    logits_ref = reference.task_logits(x, idx, gains, strengths, W)
+    own_logits = fast.task_logits(x, idx, gains, strengths, W)
+    subset = rng.permutation(n_out)[: max(1, n_out // 2)]
+    for classes in (None, subset):
+        allowed = np.arange(n_out) if classes is None else subset
+        whole = fast.task_predictions(x, idx, gains, strengths, W, classes)
+        assert whole.shape == (T, B) and whole.dtype == np.int64
+        assert_predictions_agree(whole, logits_ref, allowed, 50 * TOL[dtype]["rtol"])
+        np.testing.assert_array_equal(whole, allowed[own_logits[:, :, allowed].argmax(axis=2)])
+        batched = fast.task_predictions(x, idx, gains, strengths, W, classes, max(1, B // 2 + 1))
+        np.testing.assert_array_equal(batched, whole)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", FUSED_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_training_step_kernels_match_reference(fast_backend, shape, dtype):
@@ -204,6 +267,37 @@ def test_cpu_activity_is_unit_major_and_both_layouts_give_the_same_grads(rng):
     sample_major = cpu.modulated_param_grads(dl, np.ascontiguousarray(h), c, s, W)
     np.testing.assert_allclose(unit_major[0], sample_major[0], rtol=1e-10, atol=1e-12)
     assert unit_major[1] == pytest.approx(sample_major[1], rel=1e-10)
+
+
+def test_reference_predictions_are_the_argmax_over_the_competing_classes(rng):
+    x, idx, c, s, W = random_problem(rng, 9, 10, 8, 3, 5, np.float64)
+    gains, strengths = np.stack([c, 2 * c]), np.array([s, -s])  # a negative strength flips it
+    logits = reference.task_logits(x, idx, gains, strengths, W)
+    np.testing.assert_array_equal(reference.task_predictions(x, idx, gains, strengths, W),
+                                  logits.argmax(axis=2))
+    got = reference.task_predictions(x, idx, gains, strengths, W, classes=[3, 1], batch_size=4)
+    np.testing.assert_array_equal(got, np.where(logits[..., 3] >= logits[..., 1], 3, 1))
+    tie = np.zeros((1, 8))  # every logit 0: the earliest competing class wins, as in NumPy
+    np.testing.assert_array_equal(reference.task_predictions(x, idx, tie, [1.0], W, [4, 2]), 4)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "cpu"])
+@pytest.mark.parametrize("classes, batch_size, error, message", [
+    ([], 4, "shape", "non-empty"),
+    ([0, 5], 4, "shape", r"output ids in 0\.\.4, got \[0, 5\]"),
+    ([-1], 4, "shape", "output ids"),
+    ([0.5], 4, "shape", "output ids"),
+    (None, 0, "config", "batch_size must be a positive integer, got 0"),
+    (None, 2.5, "config", "batch_size"),
+])
+def test_task_predictions_refuse_bad_classes_and_batch_sizes(rng, backend_name, classes, batch_size,
+                                                            error, message):
+    from nmnp.errors import ConfigError, ShapeError
+
+    x, idx, c, s, W = random_problem(rng, 6, 10, 8, 3, 5, np.float32)
+    kind = ShapeError if error == "shape" else ConfigError
+    with pytest.raises(kind, match=message):
+        get_backend(backend_name).task_predictions(x, idx, c[None], [s], W, classes, batch_size)
 
 
 def test_reference_task_logits_equal_layer_composition(rng):

@@ -187,3 +187,47 @@ def test_predictions_stay_within_the_task_classes(rng):
     t = net.add_task()
     x, _ = toy_data(rng, 100)
     assert set(net.predict(x, t, classes=[1, 3]).tolist()) <= {1, 3}
+
+
+def test_predict_uses_the_fused_kernel_and_gives_the_generic_loops_answer(rng):
+    """``predict`` runs ``task_predictions`` once for a whole set; the generic batch loop of
+    :class:`~nmnp.model.Classifier` over ``eval_logits`` gives the same class ids."""
+    from nmnp.model import Classifier
+
+    net = ModulatedNetwork(SMALL)
+    t = net.add_task()
+    x, _ = toy_data(rng, 50)
+    for classes in (None, [4, 1, 3]):
+        np.testing.assert_array_equal(net.predict(x, t, classes, batch_size=7),
+                                      Classifier.predict(net, x, t, classes, batch_size=7))
+
+
+def test_a_subclass_that_changes_eval_logits_is_still_heard(rng):
+    class Shifted(ModulatedNetwork):
+        def eval_logits(self, x, task_id):
+            logits = super().eval_logits(x, task_id)
+            logits[:, 2] += 1e6  # class 2 always wins
+            return logits
+
+    net = Shifted(SMALL)
+    t = net.add_task()
+    x, _ = toy_data(rng, 20)
+    assert (net.predict(x, t) == 2).all()
+    plain = ModulatedNetwork(SMALL)
+    assert (plain.predict(x, plain.add_task()) != 2).any()  # same weights, no shift
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])
+def test_bad_batch_sizes_are_named(rng, batch_size):
+    from nmnp.strategies import make_strategy
+
+    x, y = toy_data(rng, 10)
+    net = ModulatedNetwork(SMALL)
+    t = net.add_task()
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        net.evaluate(x, y, t, batch_size=batch_size)
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        net.evaluate_tasks(x, y, batch_size=batch_size)
+    other = make_strategy("separate", SMALL, "numpy")  # the generic loop of Classifier
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        other.evaluate(x, y, other.add_task(), batch_size=batch_size)

@@ -4,7 +4,9 @@ A backend is a module that defines every name in :data:`KERNELS` with the signat
 :mod:`nmnp.kernels.reference`, and ``NAME``. The first five are the layers' forward and
 backward passes; ``task_logits``, ``logits_and_activity`` and ``context_grads`` fuse the
 encoder with the readout (the training and evaluation hot path), so a backend can compute the
-encoder once per step, or never write its output at all. :func:`get_backend` imports it
+encoder once per step, or never write its output at all; ``task_predictions`` is evaluation's
+whole job (class ids of a set, taken in batches), so a backend can keep a set on its device
+and bring back only the answers. :func:`get_backend` imports it
 lazily (so ``import nmnp`` never compiles a kernel or touches a GPU) and checks that nothing
 is missing.
 """
@@ -25,6 +27,7 @@ KERNELS = (
     "modulated_backward",
     "modulated_param_grads",
     "task_logits",
+    "task_predictions",
     "logits_and_activity",
     "context_grads",
 )

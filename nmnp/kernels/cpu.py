@@ -25,6 +25,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .reference import predictions_in_batches
+
 NAME = "cpu"
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -441,6 +443,16 @@ def task_logits(x, idx, gains, strengths, W):
         return logits
     no_activity = np.empty((0, 0), dtype=x.dtype)
     return _run_fused_logits(x, idx, gains, strengths, W, no_activity)
+
+
+def task_predictions(x, idx, gains, strengths, W, classes=None, batch_size=None):
+    """Several tasks' predicted classes; see the reference twin.
+
+    Contract: :func:`task_logits` on ``batch_size`` samples at a time (1,024 by default),
+    then NumPy's argmax over the competing classes (ties to the earliest, as in the
+    reference).
+    """
+    return predictions_in_batches(task_logits, x, idx, gains, strengths, W, classes, batch_size)
 
 
 def logits_and_activity(x, idx, c, s, W):

@@ -4,7 +4,9 @@ Every public function has the same name, arguments and results as its twins: it 
 returns host NumPy arrays, so the backend-parametrised tests run it unchanged. Inside, data
 moves to the device, one or more kernels run, and the result comes back. Training does not go
 through these per-batch functions on this backend: :func:`train_task_resident` keeps a task's
-data on the device for all its epochs (see :mod:`nmnp.kernels.cuda_training`).
+data on the device for all its epochs (see :mod:`nmnp.kernels.cuda_training`), and evaluation
+goes through :func:`task_predictions`, which uploads a whole set once and brings back only
+class ids (see :mod:`nmnp.kernels.cuda_inference`).
 
 Requirements
 ------------
@@ -26,6 +28,7 @@ Kernels (each docstring states its launch shape and what makes it race-free)
 ``sum_rows``                     the second reduction pass: fixed-order column sums in float64
 ``logit_partials``               fused encoder + readout, per unit-chunk partial logits (hot path)
 ``scale_partials``               sums the unit-chunk partials, scales by each task's strength
+``predict_classes``              the same sums, then the argmax over the competing classes
 ``context_grad_partials``        fused encoder + readout backward, per batch-tile partial ``dc``
 ``context_grad_from_activity``   the same partials from the activity the forward stored (training)
 ===============================  =================================================================
@@ -274,6 +277,11 @@ def record_transfers():
 
 def _to_device(a):
     a = np.ascontiguousarray(a)
+    if a.size > 1 and 0 in a.strides:
+        # A length-1 axis may carry stride 0 (``v[None, :]`` has it). numba-cuda takes that
+        # for a broadcast axis and checks the array's layout element by element in Python:
+        # 30 ms for one 7,840-unit context, on every upload. A copy has ordinary strides.
+        a = a.copy()
     for record in _transfer_records:
         record["up"].append(a.shape)
     if _compile_only is not None:
@@ -896,6 +904,14 @@ def task_logits(x, idx, gains, strengths, W):
     return _host(logits_dev)
 
 
+def task_predictions(x, idx, gains, strengths, W, classes=None, batch_size=None):
+    """Several tasks' predicted classes, the set resident on the device; see
+    :mod:`nmnp.kernels.cuda_inference`."""
+    from .cuda_inference import task_predictions as run
+
+    return run(x, idx, gains, strengths, W, classes, batch_size)
+
+
 def logits_and_activity(x, idx, c, s, W):
     """One task's logits and the encoder activity; see the reference twin.
 
@@ -990,6 +1006,7 @@ def _compile_everything(cc=(9, 0)) -> list[str]:
             modulated_backward(dy, h, c, 0.5, W)
             modulated_param_grads(dy, h, c, 0.5, W)
             task_logits(x, idx, np.stack([c, c]), np.ones(2), W)
+            task_predictions(x, idx, np.stack([c, c]), np.ones(2), W, np.array([2, 0]), 3)
             context_grads(x, idx, c, 0.5, W, dy)
             _compile_training(dt)
         return sorted({key[0] for key in _compile_only if key != "__cc__"})
@@ -1000,11 +1017,12 @@ def _compile_everything(cc=(9, 0)) -> list[str]:
 
 
 def _clear_kernel_caches() -> None:
-    from . import cuda_training
+    from . import cuda_inference, cuda_training
 
     for factory in (_plain_kernels, _logit_partials, _readout_grad, _context_grad_partials,
                     _context_grad_from_activity, cuda_training._device_functions,
-                    cuda_training._loss_kernel, cuda_training._step_kernel):
+                    cuda_training._loss_kernel, cuda_training._step_kernel,
+                    cuda_inference._predict_kernel):
         factory.cache_clear()
     global _no_status
     _constants.clear()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError, ShapeError
+
 NAME = "numpy"
 
 
@@ -150,6 +152,79 @@ def task_logits(x, idx, gains, strengths, W):
     """
     h = encoder_forward(x, idx)
     return np.stack([modulated_forward(h, c, float(s), W) for c, s in zip(gains, strengths)])
+
+
+#: Samples per pass of :func:`task_predictions` when the caller names no batch size.
+HOST_BATCH = 1024
+
+
+def task_predictions(x, idx, gains, strengths, W, classes=None, batch_size=None):
+    """Predicted class of several tasks on the same inputs: the argmax of :func:`task_logits`.
+
+    Parameters
+    ----------
+    x : (B, n_in)
+    idx : (n_units, k)
+    gains : (T, n_units), one context per row
+    strengths : (T,)
+    W : (n_out, n_units)
+    classes : (C,) integer array, or None
+        The competing classes (split benchmarks): the argmax runs over ``logits[..., classes]``
+        only, and a tie goes to the earliest entry. ``None``: all n_out outputs compete.
+    batch_size : int or None
+        Samples per pass: at most T x batch_size x n_out logits exist at once. ``None``:
+        the backend's choice (:data:`HOST_BATCH` here and on the cpu backend).
+
+    Returns
+    -------
+    predictions : (T, B) int64
+        ``predictions[t, b] = classes[argmax_q logits[t, b, classes[q]]]``
+    """
+    return predictions_in_batches(task_logits, x, idx, gains, strengths, W, classes, batch_size)
+
+
+def predictions_in_batches(logits_of, x, idx, gains, strengths, W, classes, batch_size):
+    """:func:`task_predictions` for a backend whose ``task_logits`` is ``logits_of``.
+
+    Shared by this module and the cpu backend: there the logits are computed on the host
+    anyway, so taking their argmax is all that is left to do.
+    """
+    classes = competing_classes(classes, W.shape[0])
+    batch_size = check_batch_size(batch_size, HOST_BATCH)
+    out = np.empty((np.shape(gains)[0], x.shape[0]), dtype=np.int64)
+    for lo in range(0, x.shape[0], batch_size):
+        logits = logits_of(x[lo : lo + batch_size], idx, gains, strengths, W)
+        out[:, lo : lo + batch_size] = classes[logits[:, :, classes].argmax(axis=2)]
+    return out
+
+
+def competing_classes(classes, n_out: int) -> np.ndarray:
+    """``classes`` as a 1-D int64 array of output ids (all ``n_out`` of them for ``None``).
+
+    Raises
+    ------
+    ShapeError
+        If it is empty or names an output outside ``0 .. n_out - 1``.
+    """
+    if classes is None:
+        return np.arange(n_out, dtype=np.int64)
+    cls = np.asarray(classes).reshape(-1)
+    if cls.size == 0 or not np.issubdtype(cls.dtype, np.integer):
+        raise ShapeError(f"classes must be a non-empty list of output ids, got {cls.tolist()}")
+    if cls.min() < 0 or cls.max() >= n_out:
+        raise ShapeError(f"classes must be output ids in 0..{n_out - 1}, got {cls.tolist()}")
+    return cls.astype(np.int64)
+
+
+def check_batch_size(batch_size, default: int) -> int:
+    """``batch_size`` as an int (``default`` for None), or :class:`ConfigError` unless it is
+    a positive integer."""
+    if batch_size is None:
+        return default
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
 
 
 def logits_and_activity(x, idx, c, s, W):

@@ -57,7 +57,7 @@ SIMULATOR = K.SIMULATOR
 print(f"cuda backend on: {K.device_name()}")
 print(f"launch configuration: {K.current_config()}")
 assert SIMULATOR == (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")
-assert all(callable(getattr(K, name)) for name in KERNELS)  # the same eight kernels
+assert all(callable(getattr(K, name)) for name in KERNELS)  # the same nine kernels
 
 
 def max_rel_err(a, b):
@@ -226,7 +226,7 @@ assert max_rel_err(dc3, dc1) < 1e-5 and abs(ds3 - ds1) < 1e-5 * abs(ds1)
 # %% [markdown]
 # ## 3. Every kernel against the reference
 #
-# The same tiny problem through all seven kernels, under two launch configurations: the
+# The same tiny problem through all nine kernels, under two launch configurations: the
 # current one, and one with 4-thread blocks and a single block per grid dimension, so every
 # loop strides. Sizes of 9 samples and 33 units end one element past a block boundary,
 # where indexing mistakes show up.
@@ -245,7 +245,9 @@ arguments = {
     "logits_and_activity": (x, idx, c, s, W),
     "context_grads": (x, idx, c, s, W, dy),
 }
-assert set(arguments) == set(KERNELS)
+# class ids, not numbers: compared exactly, with the argmax of the same backend's logits
+class_ids = {"task_predictions": arguments["task_logits"]}
+assert set(arguments) | set(class_ids) == set(KERNELS)
 worst = {}
 for label, settings in [("current", {}),
                         ("4 threads, 1 block", dict(threads_per_block=4, max_blocks=1))]:
@@ -256,8 +258,15 @@ for label, settings in [("current", {}),
             err = max(max_rel_err(a, b) for a, b in zip(gpu, ref))
             worst[name] = max(worst.get(name, 0.0), err)
             assert err < 1e-5, (label, name, err)
+        for name, args in class_ids.items():
+            gpu, ref = getattr(K, name)(*args), getattr(reference, name)(*args)
+            assert (gpu == K.task_logits(*args).argmax(axis=2)).all(), (label, name)
+            worst[name] = min(worst.get(name, 1.0), np.mean(gpu == ref))
 for name, err in worst.items():
-    print(f"{name:>22}: max relative difference from the reference {err:.1e}")
+    if name in class_ids:
+        print(f"{name:>22}: {err:.0%} of the class ids equal the reference's")
+    else:
+        print(f"{name:>22}: max relative difference from the reference {err:.1e}")
 
 # %% [markdown]
 # ## 4. Training with the data on the device
@@ -429,8 +438,10 @@ if SIMULATOR:
 # * **Transfers.** Host and device memory are separate (copies cross the PCIe or NVLink
 #   bus), while under the simulator a "transfer" is a copy in the same memory. The
 #   per-batch functions of section 3 copy their inputs and results every call, which is why
-#   training keeps the data resident. Evaluation (`net.evaluate`) still goes through
-#   `task_logits` and uploads each batch.
+#   training keeps the data resident. Evaluation (`net.evaluate`, `evaluate_tasks`) goes
+#   through `task_predictions` (`nmnp.kernels.cuda_inference`): the set goes up once, the
+#   argmax over the competing classes runs on the device (`predict_classes`), and only the
+#   class ids come back.
 # * **What the simulator cannot check.** It runs one block at a time, has no warps, and
 #   does not model memory coalescing, the hardware's caches, register pressure or real
 #   concurrency, so a missing barrier or a race can pass here. Nor can it tell whether a
