@@ -48,8 +48,7 @@ Common contract
   forward a thread owns a sample and a warp 32 consecutive samples, so each of a unit's k
   input reads is one coalesced 128-byte load, the unit's weights ``c[j] W[:, j]`` are one
   address for the whole warp (a broadcast), and all n_out outputs accumulate per thread
-  (each activity is used n_out times; in registers for one task, see
-  :func:`_logit_partials`). In the backward a thread owns a unit and walks a tile of
+  (each activity is used n_out times per task; in registers, see :func:`_logit_partials`). In the backward a thread owns a unit and walks a tile of
   samples: in training it reads the activity the forward stored (unit-major, so a thread's
   samples are consecutive); the standalone ``context_grads`` recomputes it from the tile's
   columns of ``xT``, which stay in L1 while the block's units read them. (Barriers are also
@@ -578,17 +577,19 @@ def _tasks_per_pass(n_out: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
+def _logit_partials(acc_size: int, dtype_name: str, fixed_tasks: int = 0, fixed_outputs: int = 0):
     """The fused forward kernel with ``acc_size`` accumulators of ``dtype_name``.
 
-    With ``one_task_outputs = n_out`` (> 0) the kernel is compiled for one task of exactly
-    that many outputs (the training step): every accumulator loop then has a trip count
-    known at compile time, is unrolled, and the accumulators live in registers. Otherwise
-    (several tasks per pass, any n_out) they are indexed at run time, which puts them in
-    local memory (a per-thread slice of the cache hierarchy): correct for any shape, slower.
+    With ``fixed_tasks = nt`` and ``fixed_outputs = n_out`` (> 0) the kernel is compiled for
+    exactly that many tasks per pass and outputs (one task in the training step, up to
+    :data:`_ACCUMULATORS` // n_out in evaluation): every accumulator loop then has a trip
+    count known at compile time, is unrolled, and the accumulators live in registers; it
+    must be launched with ``nt == fixed_tasks``. Otherwise (more outputs than
+    :data:`_ACCUMULATORS`) they are indexed at run time, which puts them in local memory (a
+    per-thread slice of the cache hierarchy): correct for any shape, slower.
     """
     dt = numba.from_dtype(np.dtype(dtype_name))
-    ONE = one_task_outputs  # a compile-time constant inside the kernel
+    NT, NO = fixed_tasks, fixed_outputs  # compile-time constants inside the kernel (0: not fixed)
 
     @cuda.jit
     def logit_partials(xT, col0, nb, idx, mean, gains, t0, nt, W, chunk, partials, store_h, hT,
@@ -600,9 +601,9 @@ def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
         coalesced, since neighbouring threads own neighbouring samples. The training step's
         backward reads it back (:func:`_context_grad_from_activity`); inference passes a
         dummy ``hT`` and never writes it. Launch: 2-D; x: samples b (threads), y: unit
-        chunks c (blocks). Each thread keeps ``nt * n_out`` accumulators (in registers for
-        one task, see the factory) while it walks its chunk's units: per unit, k coalesced
-        loads (neighbouring lanes read neighbouring samples of the same ``xT`` row), then
+        chunks c (blocks). Each thread keeps ``nt * n_out`` accumulators (in registers, see
+        the factory) while it walks its chunk's units: per unit, k coalesced loads
+        (neighbouring lanes read neighbouring samples of the same ``xT`` row), then
         ``nt * n_out`` multiply-adds whose weights are the same address for the whole warp.
         Zero activity (about half the units) skips the readout. One writer per partial; the
         consumer sums the chunks. Returns at once if ``status[0]`` is set.
@@ -612,7 +613,7 @@ def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
         n, k = idx.shape
         n_out = W.shape[0]
         acc = cuda.local.array(acc_size, dt)
-        width = ONE if ONE > 0 else nt * n_out
+        width = NT * NO if NO > 0 else nt * n_out
         for c in range(cuda.blockIdx.y, partials.shape[0], cuda.gridDim.y):
             j1 = min(c * chunk + chunk, n)
             for b in range(cuda.grid(1), nb, cuda.gridsize(1)):
@@ -627,18 +628,20 @@ def _logit_partials(acc_size: int, dtype_name: str, one_task_outputs: int = 0):
                     m -= mb
                     if store_h:
                         hT[j, b] = m if m > 0 else 0
-                    if m > 0 and ONE > 0:
-                        cm = gains[t0, j] * m
-                        for o in range(ONE):
-                            acc[o] += cm * W[o, j]
+                    if m > 0 and NO > 0:
+                        for tt in range(NT):
+                            cm = gains[t0 + tt, j] * m
+                            for o in range(NO):
+                                acc[tt * NO + o] += cm * W[o, j]
                     elif m > 0:
                         for tt in range(nt):
                             cm = gains[t0 + tt, j] * m
                             for o in range(n_out):
                                 acc[tt * n_out + o] += cm * W[o, j]
-                if ONE > 0:
-                    for o in range(ONE):
-                        partials[c, 0, o, b] = acc[o]
+                if NO > 0:
+                    for tt in range(NT):
+                        for o in range(NO):
+                            partials[c, tt, o, b] = acc[tt * NO + o]
                 else:
                     for tt in range(nt):
                         for o in range(n_out):
@@ -747,10 +750,10 @@ def _stage(x_dev, rows_dev, n_in, tables, dtype, want_xT=True):
 
 
 def _forward_kernel(n_out: int, nt: int, dtype):
-    """The fused forward for ``nt`` tasks of ``n_out`` outputs: the register-only variant
-    when there is one task of at most ``_ACCUMULATORS`` outputs."""
-    if nt == 1 and n_out <= _ACCUMULATORS:
-        return _logit_partials(n_out, np.dtype(dtype).name, n_out)
+    """The fused forward for ``nt`` tasks of ``n_out`` outputs: compiled for exactly that
+    shape, accumulators in registers, when ``nt * n_out`` fits :data:`_ACCUMULATORS`."""
+    if nt * n_out <= _ACCUMULATORS:
+        return _logit_partials(nt * n_out, np.dtype(dtype).name, nt, n_out)
     return _logit_partials(_tasks_per_pass(n_out) * n_out, np.dtype(dtype).name)
 
 
