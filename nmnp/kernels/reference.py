@@ -163,11 +163,8 @@ def task_predictions(x, idx, gains, strengths, W, classes=None, batch_size=None)
 
     Parameters
     ----------
-    x : (B, n_in)
-    idx : (n_units, k)
-    gains : (T, n_units), one context per row
-    strengths : (T,)
-    W : (n_out, n_units)
+    x, idx, gains, strengths, W
+        As in :func:`task_logits`: (B, n_in), (n_units, k), (T, n_units), (T,), (n_out, n_units).
     classes : (C,) integer array, or None
         The competing classes (split benchmarks): the argmax runs over ``logits[..., classes]``
         only, and a tie goes to the earliest entry. ``None``: all n_out outputs compete.
