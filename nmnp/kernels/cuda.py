@@ -48,13 +48,13 @@ Common contract
   forward a thread owns a sample and a warp 32 consecutive samples, so each of a unit's k
   input reads is one coalesced 128-byte load, the unit's weights ``c[j] W[:, j]`` are one
   address for the whole warp (a broadcast), and all n_out outputs accumulate per thread
-  (each activity is used n_out times per task; in registers, see :func:`_logit_partials`). In the backward a thread owns a unit and walks a tile of
-  samples: in training it reads the activity the forward stored (unit-major, so a thread's
-  samples are consecutive); the standalone ``context_grads`` recomputes it from the tile's
-  columns of ``xT``, which stay in L1 while the block's units read them. (Barriers are also
-  what makes the CUDA simulator slow: each costs milliseconds per block there.) The training
-  step has the one block-level tree reduction and, in its loss kernel, one barrier per group
-  of samples.
+  (each activity is used n_out times per task; in registers, see :func:`_logit_partials`).
+  In the backward a thread owns a unit and walks a tile of samples: in training it reads
+  the activity the forward stored (unit-major, so a thread's samples are consecutive); the
+  standalone ``context_grads`` recomputes it from the tile's columns of ``xT``, which stay
+  in L1 while the block's units read them. (Barriers are also what makes the CUDA simulator
+  slow: each costs milliseconds per block there.) The training step has the one
+  block-level tree reduction and, in its loss kernel, one barrier per group of samples.
 * Float32 arithmetic in the inner loops for float32 data (float64 for float64); partial sums
   across blocks and the final reductions in float64. Compare with tolerances, not bitwise.
 

@@ -430,8 +430,8 @@ if SIMULATOR:
 #   for each shape it meets, one task in the training step and up to four tasks of ten
 #   outputs per pass in evaluation: its loops over tasks and outputs have fixed trip counts
 #   and unroll. Indexed at run time, the accumulators would live in local memory: correct,
-#   slower (2 to 2.7 times, for 36 tasks on an H100). The simulator cannot show the
-#   difference.
+#   slower (2 to 2.7 times for 36 tasks on an H100: `scripts/cuda_forward_ab.py`). The
+#   simulator cannot show the difference.
 # * **Memory for speed.** Recomputing the activity in the backward costs k scattered reads
 #   per unit and sample; on a GPU, storing it (n_units x batch, 32 MB for FlyNet at batch
 #   1,024) and reading it back is much cheaper. Measured on an H100, these two changes and
