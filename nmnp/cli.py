@@ -138,6 +138,20 @@ def _resumed_config(args, path) -> ExperimentConfig:
     })
 
 
+def _expected_runtime(args, config: ExperimentConfig) -> str | None:
+    """The preset's measured run time, when it applies to this run: the preset's protocol
+    (no value overridden) on what it was measured with (a full 60,000-image dataset, the
+    FlyNet network, the cpu backend); ``None`` otherwise."""
+    flynet = ExperimentConfig()
+    if (args.preset is None or args.resume or config.backend != "cpu"
+            or get_spec(config.dataset).shipped or (config.units, config.k) != (flynet.units, flynet.k)):
+        return None
+    preset = get_preset(args.preset)
+    if not preset.expected_runtime or any(getattr(config, k) != v for k, v in preset.values.items()):
+        return None
+    return f"preset {preset.name}: expected run time {preset.expected_runtime} (see nmnp.presets)"
+
+
 def cmd_run(args) -> int:
     config = _resumed_config(args, args.resume) if args.resume else _config_from(args)
     if config.data_dir is not None and get_spec(config.dataset).shipped:
@@ -157,6 +171,9 @@ def cmd_run(args) -> int:
     say(f"nmnp run: {config.benchmark} {config.dataset}, {config.tasks} task(s), "
         f"{config.epochs} epoch(s), backend {config.backend}"
         + (f", resuming {args.resume}" if args.resume else ""))
+    expected = _expected_runtime(args, config)
+    if expected:
+        say(expected)
     try:
         # A diverging run overflows before its loss turns NaN; train_task detects that and
         # stops with one line naming task and step, so NumPy's own warnings would only repeat it.

@@ -22,6 +22,7 @@ from .continual.streams import make_stream
 from .data.datasets import load_dataset
 from .errors import CheckpointError, ConfigError, NmnpError
 from .model import ModulatedNetwork
+from .strategies import check_strategy, default_lr, default_optimizer, make_strategy
 from .system import describe_machine, set_threads
 from .train import TrainSettings
 
@@ -31,7 +32,14 @@ INTERPOLATIONS = ("nearest", "bilinear")
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything that defines a run; stored in its JSON and its checkpoints."""
+    """Everything that defines a run; stored in its JSON and its checkpoints.
+
+    ``optimizer`` and ``lr`` left as ``None`` take the strategy's own recipe
+    (:func:`nmnp.strategies.default_optimizer`, then :func:`nmnp.strategies.default_lr` for
+    that optimiser), so ``ExperimentConfig(strategy="separate")`` trains its dense readout
+    with Adam 3e-4, not with crwn's RMSprop 0.01 (under which that readout's loss blows up).
+    A preset's published recipe is applied by :func:`nmnp.presets.resolve_config`.
+    """
 
     benchmark: str = "rotated"
     dataset: str = "fashion-mnist-subset"
@@ -40,9 +48,9 @@ class ExperimentConfig:
     step: float = 10.0
     interpolation: str = "nearest"
     epochs: int = 1
-    lr: float = 0.01
+    lr: float | None = None
     batch_size: int = 128
-    optimizer: str = "rmsprop"
+    optimizer: str | None = None
     seed: int = 0
     backend: str = "cpu"
     threads: int | None = None
@@ -51,6 +59,13 @@ class ExperimentConfig:
     strategy: str = "crwn"
 
     def __post_init__(self):
+        check_strategy(self.strategy)
+        # Frozen dataclass: the recipe is filled in once, here, so the stored config (JSON,
+        # checkpoints) always names the optimiser and rate that were actually used.
+        if self.optimizer is None:
+            object.__setattr__(self, "optimizer", default_optimizer(self.strategy))
+        if self.lr is None:
+            object.__setattr__(self, "lr", default_lr(self.strategy, self.optimizer))
         if self.benchmark not in BENCHMARKS:
             raise ConfigError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
         if self.interpolation not in INTERPOLATIONS:
@@ -86,8 +101,6 @@ def make_learner(config: ExperimentConfig):
     the same network configuration, so all share one fixed encoder. ConfigError for an
     unknown name.
     """
-    from .strategies import make_strategy
-
     return make_strategy(config.strategy, config.network_config(), config.backend)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nmnp.cli import _config_from, build_parser
+from nmnp.cli import _config_from, _expected_runtime, build_parser
 from nmnp.errors import ConfigError
 from nmnp.experiment import ExperimentConfig
 from nmnp.presets import PRESETS, get_preset, resolve_config
-from nmnp.strategies import DEFAULT_LR, DEFAULT_OPTIMIZER, LEARNING_RATES
+from nmnp.strategies import DEFAULT_LR, DEFAULT_OPTIMIZER, LEARNING_RATES, STRATEGIES
 
 
 def test_paper_rotated_is_the_authors_protocol():
@@ -28,7 +28,9 @@ def test_supsup_permuted_is_supsups_protocol_with_its_run_time_stated():
     p = get_preset("supsup-permuted")
     assert dict(p.values) == {"benchmark": "permuted", "tasks": 250, "epochs": 2, "batch_size": 128}
     assert {k: dict(v) for k, v in p.recipes.items()} == {"supsup": {"optimizer": "rmsprop", "lr": 1e-4}}
-    assert "15 h" in p.expected_runtime and "15 hours" in __import__("nmnp.presets").presets.__doc__
+    # the figure the preset states is the one its documentation gives (scripts/preset_runtimes.py)
+    assert "about 2 h for crwn" in p.expected_runtime
+    assert "about 2 hours for crwn" in __import__("nmnp.presets").presets.__doc__
     c = resolve_config({"strategy": "supsup", "dataset": "mnist"}, "supsup-permuted")
     assert (c.benchmark, c.tasks, c.epochs, c.optimizer, c.lr, c.batch_size) == (
         "permuted", 250, 2, "rmsprop", 1e-4, 128)
@@ -53,6 +55,24 @@ def test_explicit_options_override_the_preset_and_lrs_are_per_strategy():
     assert resolve_config({}).lr == 0.01 == ExperimentConfig().lr
 
 
+def test_the_plain_config_trains_each_strategy_with_its_own_recipe():
+    # Built directly (the Python API, no preset), each strategy gets its own optimiser and the
+    # rate measured for it, as resolve_config gives; crwn's RMSprop 0.01 would make a dense
+    # readout's loss blow up.
+    for name in STRATEGIES:
+        c = ExperimentConfig(strategy=name)
+        assert (c.optimizer, c.lr) == (DEFAULT_OPTIMIZER[name], DEFAULT_LR[name])
+        assert c == resolve_config({"strategy": name})
+    assert ExperimentConfig(strategy="separate").lr == 3e-4
+    assert ExperimentConfig(strategy="separate", optimizer="rmsprop").lr == 5e-5
+    assert ExperimentConfig(strategy="supsup", lr=0.5).lr == 0.5  # explicit values are kept
+    # stored configs name what was used, so a saved run reloads to the same recipe
+    c = ExperimentConfig(strategy="finetune")
+    assert ExperimentConfig.from_dict(c.to_dict()) == c and c.to_dict()["lr"] == 3e-4
+    with pytest.raises(ConfigError, match="unknown strategy 'ewc'"):
+        ExperimentConfig(strategy="ewc")
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ConfigError, match="unknown preset 'paper'; choose one of paper-rotated, supsup-permuted"):
         resolve_config({}, "paper")
@@ -73,3 +93,52 @@ def test_run_command_applies_a_preset_unless_a_flag_is_given():
     c = parse("--strategy", "separate", "--lr", "0.001", "--optimizer", "sgd")
     assert (c.optimizer, c.lr) == ("sgd", 0.001)
     assert parse() == ExperimentConfig()  # no flags: the plain defaults, as before
+
+
+def test_a_preset_run_states_its_expected_run_time_only_when_it_applies():
+    def line(*flags):
+        args = build_parser().parse_args(["run", *flags])
+        return _expected_runtime(args, _config_from(args))
+
+    stated = line("--preset", "supsup-permuted", "--dataset", "mnist")
+    assert stated == f"preset supsup-permuted: expected run time {PRESETS['supsup-permuted'].expected_runtime} (see nmnp.presets)"
+    full = ("--dataset", "fashion-mnist")
+    assert "about 6 min" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
+    # the protocol changed, or not what the figure was measured with: no figure to give
+    assert line("--preset", "paper-rotated", "--tasks", "4", *full) is None
+    assert line("--preset", "paper-rotated", "--epochs", "1", *full) is None
+    assert line("--preset", "paper-rotated", "--backend", "numpy", *full) is None
+    assert line("--preset", "paper-rotated", "--units", "784", *full) is None
+    assert line("--preset", "paper-rotated") is None  # the shipped subset, a tenth of the data
+    assert line("--tasks", "36", *full) is None  # no preset
+
+
+def _preset_runtimes_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "preset_runtimes.py"
+    spec = importlib.util.spec_from_file_location("preset_runtimes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_run_time_estimate_adds_builds_epochs_and_every_test_pass():
+    script = _preset_runtimes_script()
+    parts = {"build_s": 1.0, "epoch_s": 2.0, "test_pass_s": 0.5}
+    # 36 tasks of 3 epochs: 36 (1 + 3 * 2) s of training; 36 * 37 / 2 = 666 passes of 0.5 s
+    assert script.estimate(parts, 36, 3) == {
+        "training_s": 252.0, "testing_s": 333.0, "total_s": 585.0, "test_passes": 666}
+    assert script.estimate(parts, 1, 1)["test_passes"] == 1
+
+
+def test_the_run_time_parts_are_measured_on_the_presets_benchmark():
+    from nmnp.data.datasets import load_dataset
+
+    script = _preset_runtimes_script()
+    config = resolve_config({"units": 64, "k": 3, "strategy": "supsup"}, "supsup-permuted")
+    dataset = load_dataset("fashion-mnist-subset")
+    parts = script.measure_parts(config, dataset, repeats=1)
+    assert all(parts[k] > 0 for k in ("build_s", "epoch_s", "test_pass_s"))
+    assert parts["train_samples_per_s"] == pytest.approx(dataset.x_train.shape[0] / parts["epoch_s"])

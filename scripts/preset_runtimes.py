@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""How long each preset's full run takes on this machine: measured parts, then the sum.
+
+A preset's run is too long to time whole on a laptop, but it is made of three parts that
+repeat, each of which is timed here on the preset's own benchmark, for every strategy:
+
+* building a task's training set (``stream[t]``: rotating or permuting 60,000 images);
+* one training epoch of that task (``train_task``, after a warm-up so that no JIT compile
+  or first-call cost is counted);
+* one test pass: building a task's test split and ``evaluate`` on its 10,000 images, as
+  :func:`nmnp.continual.runner.run_stream` does for every earlier task after each new one.
+
+A run of T tasks with E epochs costs T (build + E epoch) + T (T + 1) / 2 test passes; the
+script prints the parts (medians of ``--repeats``) and that sum for each preset and
+strategy, next to the machine and thread count. The estimates quoted in
+:mod:`nmnp.presets` come from this script (``results/preset-runtimes.txt``).
+
+Usage::
+
+    python scripts/preset_runtimes.py --dataset fashion-mnist --data-dir DIR [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from nmnp.atomic import atomic_write_json
+from nmnp.continual.streams import make_stream
+from nmnp.data.datasets import load_dataset
+from nmnp.experiment import ExperimentConfig, make_learner
+from nmnp.presets import PRESETS, resolve_config
+from nmnp.strategies import STRATEGIES
+from nmnp.system import describe_machine, set_threads
+from nmnp.train import train_task
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
+    """Seconds to build a task, train one epoch and run one test pass, for ``config``."""
+    stream = make_stream(config.benchmark, dataset, repeats + 2, seed=config.seed,
+                         step=config.step, interpolation=config.interpolation)
+    # Tasks 1, 2, ...: task 0 of a rotated or permuted stream is the identity, and a stream
+    # keeps only its last task, so each access below builds a task from the raw images.
+    builds = []
+    for i in range(1, repeats + 1):
+        start = time.perf_counter()
+        stream[i]
+        builds.append(time.perf_counter() - start)
+    task = stream[1]
+    learner = make_learner(config)
+    settings = config.train_settings()
+    one_epoch = replace(settings, epochs=1)
+    warm = learner.add_task("warm-up")  # compiles or loads every kernel before timing
+    train_task(learner, warm, task.x_train[:1024], task.y_train[:1024], one_epoch,
+               classes=task.classes, progress=False)
+    epochs = []
+    for _ in range(repeats):
+        t = learner.add_task(task.name)
+        report = train_task(learner, t, task.x_train, task.y_train, one_epoch,
+                            classes=task.classes, progress=False)
+        epochs.append(report.seconds)
+        learner.freeze(t)
+
+    def test_pass():
+        # An earlier task's test split, rebuilt from the raw images as in a real run (the
+        # stream keeps only task 1, the last one built), then evaluated.
+        x_test, y_test = stream.test_split(repeats + 1)
+        learner.evaluate(x_test, y_test, t, task.classes)
+
+    test_pass()
+    return {"build_s": float(np.median(builds)), "epoch_s": float(np.median(epochs)),
+            "test_pass_s": _median_seconds(test_pass, repeats),
+            "train_samples_per_s": task.x_train.shape[0] / float(np.median(epochs))}
+
+
+def estimate(parts: dict, tasks: int, epochs: int) -> dict:
+    """Seconds of a T-task run from its parts (see the module docstring)."""
+    passes = tasks * (tasks + 1) // 2
+    training = tasks * (parts["build_s"] + epochs * parts["epoch_s"])
+    testing = passes * parts["test_pass_s"]
+    return {"training_s": training, "testing_s": testing, "total_s": training + testing,
+            "test_passes": passes}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--json", default=None, help="also write the figures here")
+    args = p.parse_args()
+    threads = set_threads(None)
+    dataset = load_dataset(args.dataset, args.data_dir)
+    print(f"machine: {json.dumps(describe_machine())}")
+    print(f"dataset: {dataset.name}, {dataset.x_train.shape[0]:,} training and "
+          f"{dataset.x_test.shape[0]:,} test images; {threads} threads; medians of {args.repeats}")
+    out = {"machine": describe_machine(), "threads": threads, "dataset": dataset.name, "presets": {}}
+    for name, preset in PRESETS.items():
+        print(f"\n{name}: {preset.summary}")
+        rows = {}
+        for strategy in args.strategies.split(","):
+            config = resolve_config({"strategy": strategy, "dataset": args.dataset}, name)
+            parts = measure_parts(config, dataset, args.repeats)
+            total = estimate(parts, config.tasks, config.epochs)
+            rows[strategy] = {**parts, **total, "optimizer": config.optimizer, "lr": config.lr}
+            print(f"  {strategy:9s} build {parts['build_s']:.2f} s, epoch {parts['epoch_s']:.2f} s "
+                  f"({parts['train_samples_per_s']:,.0f} samples/s), test pass "
+                  f"{parts['test_pass_s']:.2f} s -> training {_hours(total['training_s'])}, "
+                  f"{total['test_passes']:,} test passes {_hours(total['testing_s'])}, "
+                  f"total {_hours(total['total_s'])}")
+        out["presets"][name] = rows
+    if args.json:
+        atomic_write_json(args.json, out)
+
+
+if __name__ == "__main__":
+    main()
