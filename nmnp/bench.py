@@ -72,7 +72,7 @@ def inference_flops_per_sample(config: NetworkConfig, n_tasks: int = 1) -> int:
 # ----------------------------------------------------------------------------- timing
 
 
-def _timed(fn, repeats: int) -> dict:
+def timed(fn, repeats: int) -> dict:
     """Median/min/max seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
     fn()
     times = []
@@ -109,9 +109,9 @@ def measure_peaks(repeats: int = 5, size: int = 1024) -> dict:
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
     # every core for the peak (nmnp otherwise holds BLAS to one thread; see system.set_threads)
     with threadpool_limits(limits=os.cpu_count(), user_api="blas"):
-        t = _timed(lambda: a @ a, repeats)
+        t = timed(lambda: a @ a, repeats)
     big = np.ones(64 * 2**20, dtype=np.float32)
-    s = _timed(lambda: stream_sum(big), repeats)
+    s = timed(lambda: stream_sum(big), repeats)
     return {
         "sgemm_gflops": 2 * size**3 / t["median"] / 1e9,
         "stream_gbs": big.nbytes / s["median"] / 1e9,
@@ -173,7 +173,7 @@ def cached_training_runner(config: NetworkConfig, batch_size: int, steps: int, s
 
 def measure_training(backend: str, config: NetworkConfig, batch_size: int, repeats: int, steps: int) -> dict:
     """Samples/s of full training steps (fused forward + backward + RMSprop)."""
-    seconds = _timed(training_runner(backend, config, batch_size, steps), repeats)
+    seconds = timed(training_runner(backend, config, batch_size, steps), repeats)
     return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds}
 
 
@@ -243,7 +243,7 @@ def measure_inference(backend: str, config: NetworkConfig, batch_size: int, n_ta
         run = lambda: kernels.task_logits(x, idx, gains, strengths, W).argmax(axis=2)  # noqa: E731
     else:
         raise ConfigError(f"via must be 'task_predictions' or 'task_logits', got {via!r}")
-    seconds = _timed(run, repeats)
+    seconds = timed(run, repeats)
     return {"samples_per_second": _rate(batch_size, seconds), "seconds": seconds, "via": via}
 
 
@@ -266,7 +266,7 @@ def measure_evaluate(backend: str, config: NetworkConfig, n_samples: int, repeat
         run = lambda: float((Classifier.predict(net, x, t) == y).mean())  # noqa: E731
     else:
         run = lambda: net.evaluate(x, y, t)  # noqa: E731
-    seconds = _timed(run, repeats)
+    seconds = timed(run, repeats)
     return {"samples_per_second": _rate(n_samples, seconds), "seconds": seconds,
             "n_samples": n_samples, "generic_loop": generic}
 
@@ -308,7 +308,7 @@ def measure_torch_dense(config: NetworkConfig, batch_size: int, repeats: int, st
     run = torch_dense_runner(config, batch_size, steps, threads)
     if run is None:
         return None
-    seconds = _timed(run, repeats)
+    seconds = timed(run, repeats)
     return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds, "torch": run.torch_version}
 
 

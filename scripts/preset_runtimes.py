@@ -30,6 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from nmnp.atomic import atomic_write_json
+from nmnp.bench import timed
 from nmnp.continual.streams import make_stream
 from nmnp.data.datasets import load_dataset
 from nmnp.experiment import ExperimentConfig, make_learner
@@ -37,15 +38,6 @@ from nmnp.presets import PRESETS, resolve_config
 from nmnp.strategies import STRATEGIES
 from nmnp.system import describe_machine, set_threads
 from nmnp.train import train_task
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
@@ -80,9 +72,8 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
         x_test, y_test = stream.test_split(repeats + 1)
         learner.evaluate(x_test, y_test, t, task.classes)
 
-    test_pass()
     return {"build_s": float(np.median(builds)), "epoch_s": float(np.median(epochs)),
-            "test_pass_s": _median_seconds(test_pass, repeats),
+            "test_pass_s": timed(test_pass, repeats)["median"],
             "train_samples_per_s": task.x_train.shape[0] / float(np.median(epochs))}
 
 

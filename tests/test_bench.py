@@ -55,6 +55,18 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     assert "roofline" in printed and "numba" in printed  # machine and versions printed beside figures
 
 
+def test_timed_leaves_out_the_warm_up_and_reports_median_min_max(monkeypatch):
+    """On a fake clock: a slow first call (a JIT compile) is not timed; the rest are."""
+    costs = iter([100.0, 3.0, 1.0, 2.0, 5.0, 4.0])
+    clock = {"now": 0.0}
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+
+    def run():
+        clock["now"] += next(costs)
+
+    assert bench.timed(run, repeats=5) == {"median": 3.0, "min": 1.0, "max": 5.0}
+
+
 def test_paired_ratios_survive_a_change_in_machine_speed(monkeypatch):
     """Runners on a fake clock: 'slow' takes 3x 'fast', and the whole machine slows 4x
     halfway through. Paired ratios stay exactly 3; medians of separate sections would not."""
