@@ -21,8 +21,8 @@ from .atomic import atomic_write_json, check_output_path
 from .data.datasets import get_spec
 from .errors import ConfigError, NmnpError, TrainingError
 from .experiment import (
-    BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, ExperimentConfig, format_row, run_experiment,
-    stored_run_config, zero_forgetting,
+    BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, ExperimentConfig, epochs_text, format_row,
+    run_experiment, stored_run_config, zero_forgetting,
 )
 from .kernels import BACKENDS, get_backend
 from .kernels.backend import quiet_low_occupancy_warnings
@@ -52,6 +52,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=float, default=d.step, help="degrees between rotated tasks")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
     p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--max-steps", type=_positive_int, default=None,
+                   help="cap on each task's optimiser steps over all its epochs (default: none)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", default=d.optimizer, help="rmsprop (the paper's), sgd or adam")
@@ -86,8 +88,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 #: The ExperimentConfig fields the run command takes as options.
 _CONFIG_OPTIONS = (
-    "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "lr",
-    "batch_size", "optimizer", "seed", "backend", "threads", "units", "k", "strategy",
+    "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "max_steps",
+    "lr", "batch_size", "optimizer", "seed", "backend", "threads", "units", "k", "strategy",
 )
 
 
@@ -169,7 +171,7 @@ def cmd_run(args) -> int:
         load_dataset(config.dataset, config.data_dir, download=True)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     say(f"nmnp run: {config.benchmark} {config.dataset}, {config.tasks} task(s), "
-        f"{config.epochs} epoch(s), backend {config.backend}"
+        f"{epochs_text(config)}, backend {config.backend}"
         + (f", resuming {args.resume}" if args.resume else ""))
     expected = _expected_runtime(args, config)
     if expected:

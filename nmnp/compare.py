@@ -44,7 +44,9 @@ from .continual import metrics
 from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
 from .errors import ConfigError
-from .experiment import BENCHMARKS, INTERPOLATIONS, format_row, make_learner, run_experiment
+from .experiment import (
+    BENCHMARKS, INTERPOLATIONS, epochs_text, format_row, make_learner, run_experiment,
+)
 from .kernels import BACKENDS
 from .presets import PRESETS, resolve_config
 from .strategies import STRATEGIES, check_strategy
@@ -54,8 +56,8 @@ DEFAULT_STRATEGIES = tuple(STRATEGIES)
 
 #: The ExperimentConfig fields ``compare`` takes as options (``strategy`` comes per run).
 CONFIG_OPTIONS = (
-    "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "lr",
-    "batch_size", "optimizer", "seed", "backend", "threads", "units", "k",
+    "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "max_steps",
+    "lr", "batch_size", "optimizer", "seed", "backend", "threads", "units", "k",
 )  # fmt: skip
 
 
@@ -254,6 +256,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=float, help="degrees between rotated tasks (default 10)")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, help="rotation resampling (default nearest)")
     p.add_argument("--epochs", type=int, help="epochs per task (default 1)")
+    p.add_argument("--max-steps", type=int,
+                   help="cap on each task's optimiser steps over all its epochs (default: none)")
     p.add_argument("--lr", type=float, help="learning rate for every strategy (default: each its own)")
     p.add_argument("--batch-size", type=int, help="default 128")
     p.add_argument("--optimizer", help="rmsprop, sgd or adam for every strategy (default: each its own)")
@@ -279,7 +283,7 @@ def cmd_compare(args) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     c = configs[0]
     say(f"nmnp compare: {', '.join(names)} on {c.benchmark} {c.dataset}, {c.tasks} task(s), "
-        f"{c.epochs} epoch(s), seed {c.seed}" + (f", preset {args.preset}" if args.preset else ""))
+        f"{epochs_text(c)}, seed {c.seed}" + (f", preset {args.preset}" if args.preset else ""))
     comparison = run_comparison(
         options, names, preset=args.preset, download=args.download,
         progress=False if args.quiet else None,
@@ -290,6 +294,6 @@ def cmd_compare(args) -> int:
     if args.json:
         say(f"results: {atomic_write_json(args.json, comparison)}")
     if args.plot:
-        title = f"{c.benchmark} {c.dataset}, {c.tasks} tasks, {c.epochs} epoch(s), seed {c.seed}"
+        title = f"{c.benchmark} {c.dataset}, {c.tasks} tasks, {epochs_text(c)}, seed {c.seed}"
         say(f"figure: {plot_comparison(comparison, args.plot, title)}")
     return 0

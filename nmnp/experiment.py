@@ -39,6 +39,8 @@ class ExperimentConfig:
     that optimiser), so ``ExperimentConfig(strategy="separate")`` trains its dense readout
     with Adam 3e-4, not with crwn's RMSprop 0.01 (under which that readout's loss blows up).
     A preset's published recipe is applied by :func:`nmnp.presets.resolve_config`.
+    ``max_steps`` caps each task's optimiser steps over all its epochs (``None``: no cap; see
+    :class:`nmnp.train.TrainSettings`).
     """
 
     benchmark: str = "rotated"
@@ -48,6 +50,7 @@ class ExperimentConfig:
     step: float = 10.0
     interpolation: str = "nearest"
     epochs: int = 1
+    max_steps: int | None = None
     lr: float | None = None
     batch_size: int = 128
     optimizer: str | None = None
@@ -76,10 +79,11 @@ class ExperimentConfig:
             raise ConfigError(f"tasks must be at least 1, got {self.tasks!r}")
         if not math.isfinite(self.step):
             raise ConfigError(f"step must be a finite number of degrees, got {self.step!r}")
-        self.train_settings()  # validates epochs, lr, batch size, seed
+        self.train_settings()  # validates epochs, max_steps, lr, batch size, seed
 
     def train_settings(self) -> TrainSettings:
-        return TrainSettings(self.epochs, self.batch_size, self.lr, self.optimizer, self.seed)
+        return TrainSettings(self.epochs, self.batch_size, self.lr, self.optimizer, self.seed,
+                             max_steps=self.max_steps)
 
     def network_config(self, n_inputs: int = 784, n_outputs: int = 10) -> NetworkConfig:
         return NetworkConfig(n_inputs, self.units, self.k, n_outputs, self.seed, "float32")
@@ -91,6 +95,12 @@ class ExperimentConfig:
     def from_dict(cls, d: dict) -> "ExperimentConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def epochs_text(config: ExperimentConfig) -> str:
+    """``"3 epoch(s)"``, or ``"3 epoch(s), at most 1,000 steps"`` under a step cap."""
+    cap = "" if config.max_steps is None else f", at most {config.max_steps:,} steps"
+    return f"{config.epochs} epoch(s){cap}"
 
 
 def make_learner(config: ExperimentConfig):

@@ -26,26 +26,35 @@ Presets
     RMSprop lr 0.01 (crwn), batch 128.
 ``supsup-permuted``
     SupSup's headline permuted-MNIST run: 250 tasks, task 0 the identity and task i a fixed
-    random pixel permutation, batch 128, RMSprop 1e-4 for the SupSup masks. SupSup trains
-    "3 epochs capped at 1,000 steps", i.e. 1,000 steps of 128 (2.13 epochs of 60,000); nmnp's
-    trainer counts whole epochs, so the preset trains 2 epochs (938 steps, 6 % fewer
-    samples). Task-incremental: the task's identity is given (SupSup's "GG" scenario).
+    random pixel permutation, batch 128, RMSprop 1e-4 for the SupSup masks. Like SupSup, each
+    task trains 3 epochs capped at 1,000 optimiser steps (``max_steps``): on 60,000 images,
+    two whole epochs of 469 steps and 62 steps of the third (2.13 epochs). Task-incremental:
+    the task's identity is given (SupSup's "GG" scenario).
 
 Expected run times
 ------------------
 Measured for the FlyNet network on this machine class (2 shared cores, full Fashion-MNIST)
-by ``python scripts/preset_runtimes.py --dataset fashion-mnist`` (``results/preset-runtimes.txt``),
-which times the three parts a run repeats on the preset's own benchmark: building a task
-(about 0.5 to 1.9 s), one training epoch (crwn about 1.8 s, 33,000 samples/s; the dense
-readouts about 5 s; SupSup about 7 s) and one test pass over 10,000 images, its split
-rebuilt (about 0.2 s). The evaluation of every learned task after each new one grows
-quadratically and dominates long streams.
+by ``python scripts/preset_runtimes.py --dataset fashion-mnist --repeats 5``
+(``results/preset-runtimes.txt``; an earlier run with ``--repeats 3``,
+``results/preset-runtimes-repeats3.txt``), which times the three parts a run repeats on the
+preset's own benchmark: building a task, one training epoch and one test pass over 10,000
+images, its split rebuilt. The two runs, half an hour apart, differ by up to 1.7x on the
+same shared machine, so the figures below are the range of the two:
 
-* ``paper-rotated``: 36 tasks of 3 epochs take about 4 min of training for crwn, and 666
-  test passes about 2 min: **about 6 minutes** (12 to 14 minutes for the others).
-* ``supsup-permuted``: 250 tasks of 2 epochs take about 22 min of training for crwn (45 min
-  to 1.2 h for the others), and the 250 * 251 / 2 = 31,375 test passes about 1.6 h:
-  **about 2 hours for crwn, 2.3 hours for the other strategies**.
+* building a task: 0.3 to 2.3 s;
+* one training epoch: crwn 1.4 to 2.1 s (29,000 to 44,000 samples/s); the dense readouts
+  3.7 to 7.0 s; SupSup 5.2 to 7.4 s;
+* one test pass: 0.05 to 0.22 s.
+
+The evaluation of every learned task after each new one grows quadratically and dominates
+long streams.
+
+* ``paper-rotated``: 36 tasks of 3 epochs take 3 to 5 min of training for crwn, and 666
+  test passes about 2 min: **4 to 7 minutes** (9 to 16 minutes for the others).
+* ``supsup-permuted``: 250 tasks of 1,000 steps (2.13 epochs) take 20 to 24 min of training
+  for crwn (36 min to 1.2 h for the others), and the 250 * 251 / 2 = 31,375 test passes
+  1.0 to 2.0 h: **about 2 hours for crwn (1.87 and 1.93 h), 1.6 to 3.0 hours for the other
+  strategies**.
 
 Checked against a real run: 4 tasks of ``paper-rotated`` (crwn) took 35 s in the experiment
 against the 29 s its parts add up to, the difference being one-off costs (loading the
@@ -96,17 +105,18 @@ PRESETS: dict[str, Preset] = {
         values={"benchmark": "rotated", "tasks": 36, "step": 10.0, "interpolation": "nearest",
                 "epochs": 3, "batch_size": 128},
         recipes={"crwn": {"optimizer": "rmsprop", "lr": 0.01}},
-        expected_runtime="about 6 min for crwn on 2 cores (4 min training, 2 min for 666 test "
-                         "passes); 12 to 14 min for the other strategies",
+        expected_runtime="4 to 7 min for crwn on 2 cores (3 to 5 min training, 2 min for 666 "
+                         "test passes); 9 to 16 min for the other strategies",
     ),
     "supsup-permuted": Preset(
         name="supsup-permuted",
-        summary="SupSup's permuted protocol: 250 tasks, 2 epochs (SupSup: 1,000 steps), "
+        summary="SupSup's permuted protocol: 250 tasks, 3 epochs capped at 1,000 steps, "
                 "batch 128, RMSprop 1e-4 for supsup",
-        values={"benchmark": "permuted", "tasks": 250, "epochs": 2, "batch_size": 128},
+        values={"benchmark": "permuted", "tasks": 250, "epochs": 3, "max_steps": 1000,
+                "batch_size": 128},
         recipes={"supsup": {"optimizer": "rmsprop", "lr": 1e-4}},
-        expected_runtime="about 2 h for crwn on 2 cores (22 min training, 1.6 h for 31,375 "
-                         "test passes); 2.3 h for the other strategies",
+        expected_runtime="about 2 h for crwn on 2 cores (20 to 24 min training, 1.5 h for "
+                         "31,375 test passes); 1.6 to 3 h for the other strategies",
     ),
 }
 

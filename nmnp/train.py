@@ -48,6 +48,11 @@ class TrainSettings:
         nmnp.bench``, line "cpu vs cached set") measured training from the cached set 1.4 to
         1.6x slower than the fused step that recomputes the encoder, because a cached sample
         is n_units values to gather where the fused kernel reads n_inputs.
+    max_steps : int or None
+        Stop after this many optimiser steps in all, whatever epoch they fall in (``None``:
+        no cap). SupSup's protocol trains "3 epochs capped at 1,000 steps": with 469 steps
+        per epoch that is two whole epochs and 62 steps of the third. An epoch cut short
+        reports the mean loss and accuracy of the samples it saw.
     """
 
     epochs: int = 1
@@ -56,6 +61,7 @@ class TrainSettings:
     optimizer: str = "rmsprop"
     seed: int = 0
     encode_cache_mb: float = 0.0
+    max_steps: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -68,6 +74,32 @@ class TrainSettings:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
         if not (isinstance(self.encode_cache_mb, (int, float)) and self.encode_cache_mb >= 0):
             raise ConfigError(f"encode_cache_mb must be >= 0, got {self.encode_cache_mb!r}")
+        if self.max_steps is not None and (
+            not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
+        ):
+            raise ConfigError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+
+    def steps_per_epoch(self, n_samples: int) -> list[int]:
+        """Optimiser steps in each epoch that runs, for a training set of ``n_samples``.
+
+        Every epoch has ceil(n_samples / batch_size) steps, except that the total stops at
+        ``max_steps``: the last epoch that runs may be cut short, and the epochs after it do
+        not run at all.
+
+        Examples
+        --------
+        >>> TrainSettings(epochs=3, batch_size=128, max_steps=1000).steps_per_epoch(60_000)
+        [469, 469, 62]
+        """
+        per_epoch = -(-n_samples // self.batch_size)
+        left = self.epochs * per_epoch
+        if self.max_steps is not None:
+            left = min(left, self.max_steps)
+        plan = []
+        while left > 0:
+            plan.append(min(per_epoch, left))
+            left -= plan[-1]
+        return plan
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,10 +166,10 @@ def train_task(
     if n == 0:
         raise ConfigError(f"task {task_id} has no training samples")
     optimizer = make_optimizer(settings.optimizer, params, settings.lr)
-    steps_per_epoch = -(-n // settings.batch_size)
+    plan = settings.steps_per_epoch(n)
     report = TaskTrainingReport(task_id, 0.0, 0, 0)
     bar = tqdm(
-        total=settings.epochs * steps_per_epoch,
+        total=sum(plan),
         desc=description or f"task {task_id}",
         disable=(None if progress is None else not progress),
         leave=False,
@@ -156,12 +188,12 @@ def train_task(
                 report=report, bar=bar, where=where,
             )
             return report
-        encoded = _encoded_training_set(learner, x, settings)
+        encoded = _encoded_training_set(learner, x, settings, len(plan))
         report.encoded_cache_bytes = 0 if encoded is None else encoded.nbytes
-        for epoch in range(settings.epochs):
+        for epoch, steps in enumerate(plan):
             order = rng_for(settings.seed, SHUFFLE, task_id, epoch).permutation(n)
-            loss_sum, correct = 0.0, 0
-            for step in range(steps_per_epoch):
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step in range(steps):
                 batch = order[step * settings.batch_size : (step + 1) * settings.batch_size]
                 if encoded is None:
                     loss, grads, n_correct = learner.loss_and_grads_batch(
@@ -184,12 +216,13 @@ def train_task(
                     ) from err
                 loss_sum += loss * batch.size
                 correct += n_correct
+                seen += batch.size
                 report.steps += 1
                 report.samples += batch.size
                 bar.update(1)
-            report.epoch_losses.append(loss_sum / n)
-            report.epoch_accuracies.append(correct / n)
-            bar.set_postfix(loss=f"{loss_sum / n:.4f}")
+            report.epoch_losses.append(loss_sum / seen)
+            report.epoch_accuracies.append(correct / seen)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
     finally:
         report.seconds = time.perf_counter() - start
         bar.close()
@@ -208,9 +241,10 @@ def _trains_on_device(learner) -> bool:
     )
 
 
-def _encoded_training_set(learner, x, settings: TrainSettings):
-    """The task's encoder output, computed once, if caching pays and fits under the cap."""
-    if settings.epochs < 2 or settings.encode_cache_mb <= 0 or not hasattr(learner, "encode_dataset"):
+def _encoded_training_set(learner, x, settings: TrainSettings, epochs: int):
+    """The task's encoder output, computed once, if caching pays (``epochs``, the number that
+    will run, is 2 or more) and fits under the cap."""
+    if epochs < 2 or settings.encode_cache_mb <= 0 or not hasattr(learner, "encode_dataset"):
         return None
     if learner.encoded_nbytes(x.shape[0]) > settings.encode_cache_mb * 2**20:
         return None

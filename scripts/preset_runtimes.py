@@ -10,7 +10,8 @@ repeat, each of which is timed here on the preset's own benchmark, for every str
 * one test pass: building a task's test split and ``evaluate`` on its 10,000 images, as
   :func:`nmnp.continual.runner.run_stream` does for every earlier task after each new one.
 
-A run of T tasks with E epochs costs T (build + E epoch) + T (T + 1) / 2 test passes; the
+A run of T tasks with E epochs costs T (build + E epoch) + T (T + 1) / 2 test passes (E, the
+epochs' steps over one epoch's, is fractional when ``max_steps`` cuts the last one short); the
 script prints the parts (medians of ``--repeats``) and that sum for each preset and
 strategy, next to the machine and thread count. The estimates quoted in
 :mod:`nmnp.presets` come from this script (``results/preset-runtimes.txt``).
@@ -54,7 +55,7 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
     task = stream[1]
     learner = make_learner(config)
     settings = config.train_settings()
-    one_epoch = replace(settings, epochs=1)
+    one_epoch = replace(settings, epochs=1, max_steps=None)
     warm = learner.add_task("warm-up")  # compiles or loads every kernel before timing
     train_task(learner, warm, task.x_train[:1024], task.y_train[:1024], one_epoch,
                classes=task.classes, progress=False)
@@ -77,7 +78,14 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
             "train_samples_per_s": task.x_train.shape[0] / float(np.median(epochs))}
 
 
-def estimate(parts: dict, tasks: int, epochs: int) -> dict:
+def epochs_trained(config: ExperimentConfig, n_samples: int) -> float:
+    """The epochs' worth of optimiser steps each task trains: ``config.epochs``, or less when
+    ``config.max_steps`` stops the last epoch short (1,000 / 469 = 2.13 for SupSup's cap)."""
+    steps = config.train_settings().steps_per_epoch(n_samples)
+    return sum(steps) / steps[0]
+
+
+def estimate(parts: dict, tasks: int, epochs: float) -> dict:
     """Seconds of a T-task run from its parts (see the module docstring)."""
     passes = tasks * (tasks + 1) // 2
     training = tasks * (parts["build_s"] + epochs * parts["epoch_s"])
@@ -117,7 +125,8 @@ def main() -> None:
         for strategy in args.strategies.split(","):
             config = resolve_config({"strategy": strategy, "dataset": args.dataset}, name)
             parts = measure_parts(config, dataset, args.repeats)
-            total = estimate(parts, config.tasks, config.epochs)
+            epochs = epochs_trained(config, dataset.x_train.shape[0])
+            total = estimate(parts, config.tasks, epochs)
             rows[strategy] = {**parts, **total, "optimizer": config.optimizer, "lr": config.lr}
             print(f"  {strategy:9s} build {parts['build_s']:.2f} s, epoch {parts['epoch_s']:.2f} s "
                   f"({parts['train_samples_per_s']:,.0f} samples/s), test pass "

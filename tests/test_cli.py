@@ -160,5 +160,5 @@ def test_resume_accepts_the_original_command_with_its_preset(tmp_path):
     parse = cli.build_parser().parse_args
     assert cli._resumed_config(parse(["run", *original, "--resume", str(path)]), path) == cfg
     assert cli._resumed_config(parse(["run", "--resume", str(path)]), path) == cfg
-    with pytest.raises(ConfigError, match=r"--benchmark 'permuted' \(stored 'rotated'\), --epochs 2 \(stored 3\)"):
+    with pytest.raises(ConfigError, match=r"--benchmark 'permuted' \(stored 'rotated'\), --max-steps 1000 \(stored None\)"):
         cli._resumed_config(parse(["run", "--preset", "supsup-permuted", "--resume", str(path)]), path)

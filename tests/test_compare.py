@@ -92,6 +92,8 @@ def test_output_paths_are_checked_before_any_training(tmp_path, monkeypatch, cap
     assert "unknown strategy 'ewc'" in capsys.readouterr().err
     assert main(["compare", *SMALL_RUN, "--lr", "-1"]) == 2
     assert "learning rate" in capsys.readouterr().err
+    assert main(["compare", *SMALL_RUN, "--max-steps", "0"]) == 2
+    assert "max_steps must be a positive integer or None, got 0" in capsys.readouterr().err
 
 
 def test_strategy_lists_are_validated():
@@ -110,3 +112,15 @@ def test_run_command_takes_a_strategy_and_the_split_benchmark(tmp_path, capsys):
     assert out["config"]["strategy"] == "supsup" and out["config"]["lr"] == 0.01  # --lr wins
     assert out["stream"]["benchmark"] == "split" and out["bytes_per_task"] == 125
     assert out["acc_matrix"][1][0] == out["acc_matrix"][0][0] > 0.6  # two classes, learned, kept
+
+
+def test_run_command_caps_each_tasks_steps(tmp_path, capsys):
+    """The shipped subset's 6,000 images are 47 steps of 128 per epoch: a cap of 50 cuts the
+    second epoch to 3 steps, a cap of 20 leaves the first epoch short and no second one."""
+    for cap, epochs_run in (("50", 2), ("20", 1)):
+        js = tmp_path / f"cap{cap}.json"
+        assert main(["run", *SMALL_RUN, "--epochs", "2", "--max-steps", cap, "--json", str(js)]) == 0
+        assert f"2 epoch(s), at most {cap} steps" in capsys.readouterr().out
+        out = json.loads(js.read_text())
+        assert out["config"]["max_steps"] == int(cap)
+        assert [len(losses) for losses in out["epoch_losses"]] == [epochs_run, epochs_run]

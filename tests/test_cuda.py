@@ -431,6 +431,24 @@ def test_resident_training_matches_cpu_backend(K):
 
 
 @needs_cuda
+def test_resident_training_honours_the_step_cap_like_the_cpu_backend(K):
+    """3 epochs of 7 steps capped at 10: 7 steps, then 3 of the second epoch. The per-sample
+    loss buffers still hold the first epoch's values past the 3 * 48 samples the cut-short
+    epoch saw, so its figures must come from those 144 samples only."""
+    x, y = blobs(0, 300)
+    settings = TrainSettings(epochs=3, batch_size=48, seed=3, max_steps=10)
+    launches = sum(K.launch_counts.values())
+    gpu, t, rep_gpu = _train("cuda", x, y, settings)
+    assert sum(K.launch_counts.values()) - launches == 4 * 10 + 2  # 4 per step, 1 per epoch
+    cpu, _, rep_cpu = _train("cpu", x, y, settings)
+    assert (rep_gpu.steps, rep_gpu.samples) == (rep_cpu.steps, rep_cpu.samples) == (10, 300 + 144)
+    assert len(rep_gpu.epoch_losses) == len(rep_gpu.epoch_accuracies) == 2
+    np.testing.assert_allclose(rep_gpu.epoch_losses, rep_cpu.epoch_losses, rtol=1e-4)
+    np.testing.assert_allclose(rep_gpu.epoch_accuracies, rep_cpu.epoch_accuracies, atol=1 / 144)
+    np.testing.assert_allclose(gpu.tasks[t].gains, cpu.tasks[t].gains, rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
 def test_stored_activity_backward_equals_the_recomputing_one(K, monkeypatch):
     """The training step's backward reads the activity its forward stored; above the memory
     cap it recomputes it from the inputs instead. Same sums in the same order: the learned

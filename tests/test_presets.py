@@ -26,14 +26,17 @@ def test_paper_rotated_is_the_authors_protocol():
 
 def test_supsup_permuted_is_supsups_protocol_with_its_run_time_stated():
     p = get_preset("supsup-permuted")
-    assert dict(p.values) == {"benchmark": "permuted", "tasks": 250, "epochs": 2, "batch_size": 128}
+    assert dict(p.values) == {"benchmark": "permuted", "tasks": 250, "epochs": 3, "max_steps": 1000,
+                              "batch_size": 128}
     assert {k: dict(v) for k, v in p.recipes.items()} == {"supsup": {"optimizer": "rmsprop", "lr": 1e-4}}
     # the figure the preset states is the one its documentation gives (scripts/preset_runtimes.py)
     assert "about 2 h for crwn" in p.expected_runtime
     assert "about 2 hours for crwn" in __import__("nmnp.presets").presets.__doc__
     c = resolve_config({"strategy": "supsup", "dataset": "mnist"}, "supsup-permuted")
-    assert (c.benchmark, c.tasks, c.epochs, c.optimizer, c.lr, c.batch_size) == (
-        "permuted", 250, 2, "rmsprop", 1e-4, 128)
+    assert (c.benchmark, c.tasks, c.epochs, c.max_steps, c.optimizer, c.lr, c.batch_size) == (
+        "permuted", 250, 3, 1000, "rmsprop", 1e-4, 128)
+    # SupSup's "3 epochs capped at 1,000 steps" on 60,000 images
+    assert c.train_settings().steps_per_epoch(60_000) == [469, 469, 62]
     assert set(PRESETS) == {"paper-rotated", "supsup-permuted"}
 
 
@@ -93,6 +96,8 @@ def test_run_command_applies_a_preset_unless_a_flag_is_given():
     c = parse("--strategy", "separate", "--lr", "0.001", "--optimizer", "sgd")
     assert (c.optimizer, c.lr) == ("sgd", 0.001)
     assert parse() == ExperimentConfig()  # no flags: the plain defaults, as before
+    assert parse("--preset", "supsup-permuted", "--max-steps", "50").max_steps == 50
+    assert parse("--epochs", "2").max_steps is None
 
 
 def test_a_preset_run_states_its_expected_run_time_only_when_it_applies():
@@ -103,10 +108,11 @@ def test_a_preset_run_states_its_expected_run_time_only_when_it_applies():
     stated = line("--preset", "supsup-permuted", "--dataset", "mnist")
     assert stated == f"preset supsup-permuted: expected run time {PRESETS['supsup-permuted'].expected_runtime} (see nmnp.presets)"
     full = ("--dataset", "fashion-mnist")
-    assert "about 6 min" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
+    assert "4 to 7 min for crwn" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
     # the protocol changed, or not what the figure was measured with: no figure to give
     assert line("--preset", "paper-rotated", "--tasks", "4", *full) is None
     assert line("--preset", "paper-rotated", "--epochs", "1", *full) is None
+    assert line("--preset", "supsup-permuted", "--max-steps", "500", *full) is None
     assert line("--preset", "paper-rotated", "--backend", "numpy", *full) is None
     assert line("--preset", "paper-rotated", "--units", "784", *full) is None
     assert line("--preset", "paper-rotated") is None  # the shipped subset, a tenth of the data
@@ -131,6 +137,11 @@ def test_the_run_time_estimate_adds_builds_epochs_and_every_test_pass():
     assert script.estimate(parts, 36, 3) == {
         "training_s": 252.0, "testing_s": 333.0, "total_s": 585.0, "test_passes": 666}
     assert script.estimate(parts, 1, 1)["test_passes"] == 1
+    # SupSup's cap: 3 epochs of 469 steps stopped at 1,000 steps is 2.13 epochs of training
+    capped = resolve_config({}, "supsup-permuted")
+    assert script.epochs_trained(capped, 60_000) == pytest.approx(1000 / 469)
+    assert script.epochs_trained(resolve_config({}, "paper-rotated"), 60_000) == 3
+    assert script.estimate(parts, 10, 1000 / 469)["training_s"] == pytest.approx(10 * (1 + 2 * 1000 / 469))
 
 
 def test_the_run_time_parts_are_measured_on_the_presets_benchmark():

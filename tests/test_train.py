@@ -87,6 +87,9 @@ def test_non_finite_loss_stops_training_with_task_and_step():
         (dict(batch_size=0), "batch size must be a positive integer"),
         (dict(lr=-0.1), "learning rate must be a positive finite number"),
         (dict(lr=float("nan")), "learning rate must be a positive finite number"),
+        (dict(max_steps=0), "max_steps must be a positive integer or None, got 0"),
+        (dict(max_steps=2.5), "max_steps must be a positive integer or None, got 2.5"),
+        (dict(max_steps=True), "max_steps must be a positive integer or None, got True"),
     ],
 )
 def test_settings_are_validated(kwargs, message):
@@ -146,3 +149,71 @@ def test_encoded_set_cache_respects_its_cap_and_changes_nothing_but_speed():
     np.testing.assert_allclose(runs[1.0][1], runs[0.0][1], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(runs[1.0][0].epoch_losses, runs[0.0][0].epoch_losses, rtol=1e-4)
     np.testing.assert_array_equal(runs[0.01][1], runs[0.0][1])
+
+
+@pytest.mark.parametrize(
+    "epochs, max_steps, plan",
+    [
+        (3, None, [8, 8, 8]),
+        (3, 100, [8, 8, 8]),  # a cap above the total changes nothing
+        (3, 24, [8, 8, 8]),
+        (3, 10, [8, 2]),  # the second epoch is cut short and the third never runs
+        (3, 8, [8]),
+        (2, 1, [1]),
+    ],
+)
+def test_steps_per_epoch_follows_the_step_cap(epochs, max_steps, plan):
+    settings = TrainSettings(epochs=epochs, batch_size=32, max_steps=max_steps)
+    assert settings.steps_per_epoch(256) == plan  # 8 steps of 32 per epoch
+    # a last, smaller batch is a step too: 300 samples in batches of 32 are 10 steps
+    assert TrainSettings(epochs=2, batch_size=32, max_steps=15).steps_per_epoch(300) == [10, 5]
+
+
+class _Recorder:
+    """Wraps a network; records every batch's loss and the gains before each step."""
+
+    def __init__(self, net, task):
+        self.net, self.task, self.losses, self.gains_before = net, task, [], []
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def loss_and_grads_batch(self, *args):
+        self.gains_before.append(self.net.tasks[self.task].gains.copy())
+        loss, grads, correct = self.net.loss_and_grads_batch(*args)
+        self.losses.append(loss)
+        return loss, grads, correct
+
+
+def test_step_cap_stops_mid_epoch_and_reports_only_what_it_saw():
+    """3 epochs of 8 steps capped at 10: the capped run is the first 10 steps of the uncapped
+    one (same shuffling), and its cut-short second epoch averages only its 2 batches."""
+    x, y = blobs(0)
+    full = ModulatedNetwork(CONFIG)
+    t = full.add_task()
+    spy = _Recorder(full, t)
+    train_task(spy, t, x, y, TrainSettings(epochs=3, batch_size=32, seed=5), progress=False)
+    capped = ModulatedNetwork(CONFIG)
+    t = capped.add_task()
+    spy_capped = _Recorder(capped, t)
+    report = train_task(spy_capped, t, x, y, TrainSettings(epochs=3, batch_size=32, seed=5, max_steps=10),
+                        progress=False)
+    assert (report.steps, report.samples) == (10, 10 * 32)
+    assert len(report.epoch_losses) == len(report.epoch_accuracies) == 2
+    np.testing.assert_array_equal(spy_capped.losses, spy.losses[:10])
+    np.testing.assert_array_equal(capped.tasks[t].gains, spy.gains_before[10])  # after step 10
+    assert report.epoch_losses[0] == pytest.approx(np.mean(spy.losses[:8]), rel=1e-12)
+    assert report.epoch_losses[1] == pytest.approx(np.mean(spy.losses[8:10]), rel=1e-12)
+    assert 0 <= report.epoch_accuracies[1] <= 1
+
+
+def test_step_cap_counts_for_the_encoded_set_cache():
+    """Caching pays only when two or more epochs run; a cap can leave just one."""
+    x, y = blobs(0)
+    for max_steps, cached in ((8, False), (9, True)):
+        net = ModulatedNetwork(CONFIG)
+        t = net.add_task()
+        report = train_task(net, t, x, y, TrainSettings(epochs=3, batch_size=32, encode_cache_mb=1.0,
+                                                        max_steps=max_steps), progress=False)
+        assert report.steps == max_steps
+        assert report.encoded_cache_bytes == (256 * 80 * 4 if cached else 0)

@@ -481,26 +481,31 @@ def train_task_resident(learner, task_id, x, y, settings, *, classes, optimizer,
                        classes, settings.batch_size, rule, hyper, _initial_state(optimizer),
                        optimizer.n_steps)
     n, bs = x.shape[0], settings.batch_size
-    steps_per_epoch = -(-n // bs)
+    # Every epoch but a last one cut short by settings.max_steps is whole, so the global step
+    # counter (status[1]) maps to a step of this epoch by subtracting earlier epochs' steps.
+    plan = settings.steps_per_epoch(n)
     try:
-        for epoch in range(settings.epochs):
+        for epoch, steps in enumerate(plan):
             run.begin_epoch(rng_for(settings.seed, SHUFFLE, task_id, epoch).permutation(n))
-            for step in range(steps_per_epoch):
+            for step in range(steps):
                 run.step(step * bs, min(bs, n - step * bs))
             status, losses, hits = run.metrics()
             if status[0] != 0:
-                step = int(status[1]) - 1 - epoch * steps_per_epoch
+                step = int(status[1]) - 1 - sum(plan[:epoch])
                 col0 = step * bs
                 batch_loss = float(np.mean(losses[col0 : col0 + min(bs, n - col0)]))
                 raise TrainingError(_failure_message(
                     int(status[0]), int(status[2]), where, epoch, step, batch_loss, settings,
                     optimizer, x.dtype,
                 ))
-            report.steps += steps_per_epoch
-            report.samples += n
-            report.epoch_losses.append(float(losses.sum()) / n)
-            report.epoch_accuracies.append(int(hits.sum()) / n)
-            bar.update(steps_per_epoch)
+            # The per-sample buffers are indexed by position in the epoch's order; an epoch
+            # cut short saw only its first `seen` positions (the rest hold an earlier epoch's).
+            seen = min(n, steps * bs)
+            report.steps += steps
+            report.samples += seen
+            report.epoch_losses.append(float(losses[:seen].sum()) / seen)
+            report.epoch_accuracies.append(int(hits[:seen].sum()) / seen)
+            bar.update(steps)
             bar.set_postfix(loss=f"{report.epoch_losses[-1]:.4f}")
     finally:  # also on an interrupt: the model gets the last step that completed cleanly
         if run.steps_done:
