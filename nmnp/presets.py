@@ -38,8 +38,9 @@ by ``python scripts/preset_runtimes.py --dataset fashion-mnist --repeats 5``
 (``results/preset-runtimes.txt``; an earlier run with ``--repeats 3``,
 ``results/preset-runtimes-repeats3.txt``), which times the three parts a run repeats on the
 preset's own benchmark: building a task, one training epoch and one test pass over 10,000
-images, its split rebuilt. The two runs, half an hour apart, differ by up to 1.7x on the
-same shared machine, so the figures below are the range of the two:
+images, its split rebuilt. The two runs, minutes apart on the same shared machine, differ by
+up to 1.8x in a preset's total (more in the short parts), so the figures below are the range
+of the two:
 
 * building a task: 0.3 to 2.3 s;
 * one training epoch: crwn 1.4 to 2.1 s (29,000 to 44,000 samples/s); the dense readouts
