@@ -80,6 +80,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="a published protocol (see nmnp.presets); flags given explicitly override it")
     p.add_argument("--download", action="store_true",
                    help="download the dataset into the cache if it is found nowhere")
+    p.add_argument("--skip-unchanged", action=argparse.BooleanOptionalAction, default=None,
+                   help=SKIP_UNCHANGED_HELP)
     # The parser records None ("not given") for every experiment option, so that a preset and
     # each strategy's own learning rate apply unless a flag says otherwise; the values above are
     # ExperimentConfig's, filled in by nmnp.presets.resolve_config.
@@ -90,6 +92,15 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 _CONFIG_OPTIONS = (
     "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "max_steps",
     "lr", "batch_size", "optimizer", "seed", "backend", "threads", "units", "k", "strategy",
+    "skip_unchanged",
+)
+
+#: ``--skip-unchanged``'s help, shared by ``run`` and ``compare``.
+SKIP_UNCHANGED_HELP = (
+    "copy a learned task's accuracy from its last evaluation instead of measuring it again when "
+    "nothing its predictions read has changed (checked by SHA-256 of its learned arrays): one "
+    "test pass per task instead of T(T+1)/2 for crwn, separate and supsup; finetune is always "
+    "re-evaluated. Off by default: every entry of the accuracy matrix is measured"
 )
 
 
@@ -141,17 +152,21 @@ def _resumed_config(args, path) -> ExperimentConfig:
 
 
 def _expected_runtime(args, config: ExperimentConfig) -> str | None:
-    """The preset's measured run time, when it applies to this run: the preset's protocol
-    (no value overridden) on what it was measured with (a full 60,000-image dataset, the
-    FlyNet network, the cpu backend); ``None`` otherwise."""
+    """The preset's measured run time (with ``--skip-unchanged`` if given), when it applies
+    to this run: the preset's protocol (no value overridden) on what it was measured with (a
+    full 60,000-image dataset, the FlyNet network, the cpu backend); ``None`` otherwise."""
     flynet = ExperimentConfig()
     if (args.preset is None or args.resume or config.backend != "cpu"
             or get_spec(config.dataset).shipped or (config.units, config.k) != (flynet.units, flynet.k)):
         return None
     preset = get_preset(args.preset)
-    if not preset.expected_runtime or any(getattr(config, k) != v for k, v in preset.values.items()):
+    if any(getattr(config, k) != v for k, v in preset.values.items()):
         return None
-    return f"preset {preset.name}: expected run time {preset.expected_runtime} (see nmnp.presets)"
+    if config.skip_unchanged:
+        expected, how = preset.expected_runtime_skipping, " with --skip-unchanged"
+    else:
+        expected, how = preset.expected_runtime, ""
+    return f"preset {preset.name}: expected run time{how} {expected} (see nmnp.presets)" if expected else None
 
 
 def cmd_run(args) -> int:
@@ -202,7 +217,8 @@ def cmd_run(args) -> int:
         f"{out['samples_per_second']:,.0f} training samples/s on {out['threads']} thread(s)")
     if config.tasks > 1:
         say("earlier tasks' accuracies unchanged by later tasks: "
-            + ("yes (every column identical)" if zero_forgetting(out_matrix(out)) else "NO"))
+            + ("yes (every column identical)" if zero_forgetting(out_matrix(out)) else "NO")
+            + _reuse_note(out))
     if args.json:
         say(f"results: {atomic_write_json(args.json, out)}")
     if args.plot:
@@ -210,6 +226,16 @@ def cmd_run(args) -> int:
 
         say(f"figure: {plot_continual_run(out_matrix(out), args.plot, title=_title(config))}")
     return 0
+
+
+def _reuse_note(out: dict) -> str:
+    """How many entries of the matrix ``--skip-unchanged`` copied rather than measured."""
+    reused = out.get("reused_evaluations", 0)
+    if not reused:
+        return ""
+    T = len(out["acc_matrix"])
+    return (f"; {reused:,} of {T * (T + 1) // 2:,} entries copied, not re-measured, because "
+            "the task's learned arrays were unchanged (--skip-unchanged)")
 
 
 def out_matrix(out: dict):

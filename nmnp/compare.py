@@ -40,6 +40,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import atomic_write_json, check_output_path
+from .cli import SKIP_UNCHANGED_HELP
 from .continual import metrics
 from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
@@ -57,7 +58,7 @@ DEFAULT_STRATEGIES = tuple(STRATEGIES)
 #: The ExperimentConfig fields ``compare`` takes as options (``strategy`` comes per run).
 CONFIG_OPTIONS = (
     "benchmark", "dataset", "data_dir", "tasks", "step", "interpolation", "epochs", "max_steps",
-    "lr", "batch_size", "optimizer", "seed", "backend", "threads", "units", "k",
+    "lr", "batch_size", "optimizer", "seed", "backend", "threads", "units", "k", "skip_unchanged",
 )  # fmt: skip
 
 
@@ -159,6 +160,7 @@ def run_comparison(
             "shared_learned_bytes": storage["shared_learned_bytes"],
             "train_seconds": float(sum(report["train_seconds"])),
             "samples_per_second": float(report["samples_per_second"]),
+            "reused_evaluations": int(report["reused_evaluations"]),
         })  # fmt: skip
     common = first.to_dict()
     for key in ("strategy", "optimizer", "lr"):  # per strategy: see the table
@@ -266,6 +268,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--units", type=int, help="encoder units (FlyNet: 7840)")
     p.add_argument("--k", type=int, help="inputs per encoder unit (FlyNet: 7)")
+    p.add_argument("--skip-unchanged", action=argparse.BooleanOptionalAction, default=None,
+                   help=SKIP_UNCHANGED_HELP)
     p.add_argument("--json", default=None, help="write the comparison here (JSON)")
     p.add_argument("--plot", default=None, help="write the comparison figure here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")

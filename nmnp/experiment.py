@@ -40,7 +40,9 @@ class ExperimentConfig:
     with Adam 3e-4, not with crwn's RMSprop 0.01 (under which that readout's loss blows up).
     A preset's published recipe is applied by :func:`nmnp.presets.resolve_config`.
     ``max_steps`` caps each task's optimiser steps over all its epochs (``None``: no cap; see
-    :class:`nmnp.train.TrainSettings`).
+    :class:`nmnp.train.TrainSettings`). ``skip_unchanged`` copies a learned task's accuracy
+    instead of measuring it again when nothing its predictions read has changed (see
+    :mod:`nmnp.continual.runner`); it changes how long a run takes, not its results.
     """
 
     benchmark: str = "rotated"
@@ -60,6 +62,7 @@ class ExperimentConfig:
     units: int = 7840
     k: int = 7
     strategy: str = "crwn"
+    skip_unchanged: bool = False
 
     def __post_init__(self):
         check_strategy(self.strategy)
@@ -79,6 +82,8 @@ class ExperimentConfig:
             raise ConfigError(f"tasks must be at least 1, got {self.tasks!r}")
         if not math.isfinite(self.step):
             raise ConfigError(f"step must be a finite number of degrees, got {self.step!r}")
+        if not isinstance(self.skip_unchanged, bool):
+            raise ConfigError(f"skip_unchanged must be True or False, got {self.skip_unchanged!r}")
         self.train_settings()  # validates epochs, max_steps, lr, batch size, seed
 
     def train_settings(self) -> TrainSettings:
@@ -149,9 +154,10 @@ def report(config: ExperimentConfig, learner, result: ContinualResult, stream, t
 
 
 #: Fields of :class:`ExperimentConfig` a resumed run may change: where the data files are,
-#: and how many threads compute (which changes float32 rounding, not what is computed: the
-#: run is then reproducible within the tolerance of tests/test_determinism.py, not bit for bit).
-RESUMABLE_CHANGES = ("data_dir", "threads")
+#: how many threads compute (which changes float32 rounding, not what is computed: the run is
+#: then reproducible within the tolerance of tests/test_determinism.py, not bit for bit), and
+#: whether unchanged tasks are re-evaluated (which changes only the time taken).
+RESUMABLE_CHANGES = ("data_dir", "threads", "skip_unchanged")
 
 
 def stored_run_config(path) -> ExperimentConfig:
@@ -297,7 +303,7 @@ def run_experiment(
     start = time.perf_counter()
     result = run_stream(
         learner, stream, config.train_settings(), result=result,
-        progress=progress, on_task_end=after_task,
+        progress=progress, on_task_end=after_task, skip_unchanged=config.skip_unchanged,
     )
     out = report(config, learner, result, stream, threads)
     out["wall_seconds"] = time.perf_counter() - start

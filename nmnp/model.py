@@ -87,6 +87,31 @@ class Classifier:
             raise ShapeError("cannot evaluate on an empty set")
         return float((self.predict(x, task_id, classes, batch_size) == y).mean())
 
+    def prediction_state(self, task_id: int) -> dict:
+        """Every learned array task ``task_id``'s predictions read, by name.
+
+        With the fixed weights (the learner's ``fingerprint()``) and the backend, these
+        determine the task's predictions on any input: :meth:`prediction_digest` hashes them.
+        A subclass that cannot say this leaves it unimplemented, and ``skip_unchanged`` is
+        then refused for it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define prediction_state")
+
+    def prediction_digest(self, task_id: int) -> str:
+        """SHA-256 of :meth:`prediction_state` (names, dtypes, shapes and bytes).
+
+        Two equal digests of one learner mean the task would predict exactly as before, so
+        an accuracy measured then can be reused (``run_stream(..., skip_unchanged=True)``).
+        The arrays are hashed on every call, not remembered: a value changed in place is
+        seen.
+        """
+        digest = hashlib.sha256()
+        for name, array in sorted(self.prediction_state(task_id).items()):
+            a = np.ascontiguousarray(array)
+            digest.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+            digest.update(a.tobytes())
+        return digest.hexdigest()
+
 
 class ModulatedNetwork(Classifier):
     """Fixed random weights shared by all tasks, plus one learned context per task.
@@ -179,6 +204,11 @@ class ModulatedNetwork(Classifier):
     def task(self, task_id: int) -> TaskContext:
         """The context of a stored task; TaskError for an unknown id."""
         return find_task(self.tasks, task_id, "this network")
+
+    def prediction_state(self, task_id: int) -> dict:
+        """Task ``task_id``'s gains and strength: all it learned (see
+        :meth:`Classifier.prediction_state`)."""
+        return self.task(task_id).params()
 
     def freeze(self, task_id: int) -> None:
         """Mark a task as learned: its context can no longer be trained."""

@@ -16,6 +16,12 @@ script prints the parts (medians of ``--repeats``) and that sum for each preset 
 strategy, next to the machine and thread count. The estimates quoted in
 :mod:`nmnp.presets` come from this script (``results/preset-runtimes.txt``).
 
+With ``--skip-unchanged`` a strategy whose earlier tasks keep their predictions needs only
+T test passes; the other T (T - 1) / 2 entries cost only the check every entry gets (hashing
+the task's learned arrays), plus a hash of the fixed weights once per row. Whether a strategy's
+earlier tasks stay unchanged is measured, not assumed: the warm-up task's hash is compared
+before and after the timed tasks trained. The script prints that total too.
+
 Usage::
 
     python scripts/preset_runtimes.py --dataset fashion-mnist --data-dir DIR [--repeats 3]
@@ -59,6 +65,8 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
     warm = learner.add_task("warm-up")  # compiles or loads every kernel before timing
     train_task(learner, warm, task.x_train[:1024], task.y_train[:1024], one_epoch,
                classes=task.classes, progress=False)
+    learner.freeze(warm)
+    warm_digest = learner.prediction_digest(warm)
     epochs = []
     for _ in range(repeats):
         t = learner.add_task(task.name)
@@ -75,7 +83,12 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
 
     return {"build_s": float(np.median(builds)), "epoch_s": float(np.median(epochs)),
             "test_pass_s": timed(test_pass, repeats)["median"],
-            "train_samples_per_s": task.x_train.shape[0] / float(np.median(epochs))}
+            "train_samples_per_s": task.x_train.shape[0] / float(np.median(epochs)),
+            # --skip-unchanged: the check of one entry, the per-row hash of the fixed
+            # weights, and whether the warm-up task's predictions survived the later tasks
+            "check_s": timed(lambda: learner.prediction_digest(t), repeats)["median"],
+            "fixed_hash_s": timed(learner.fingerprint, repeats)["median"],
+            "unchanged": learner.prediction_digest(warm) == warm_digest}
 
 
 def epochs_trained(config: ExperimentConfig, n_samples: int) -> float:
@@ -86,15 +99,24 @@ def epochs_trained(config: ExperimentConfig, n_samples: int) -> float:
 
 
 def estimate(parts: dict, tasks: int, epochs: float) -> dict:
-    """Seconds of a T-task run from its parts (see the module docstring)."""
+    """Seconds of a T-task run from its parts, with and without ``--skip-unchanged`` (see
+    the module docstring)."""
     passes = tasks * (tasks + 1) // 2
     training = tasks * (parts["build_s"] + epochs * parts["epoch_s"])
     testing = passes * parts["test_pass_s"]
+    # Skipping, every entry is checked and every row hashes the fixed weights once; only the
+    # new task is measured, unless earlier tasks change (then all are).
+    measured = tasks if parts["unchanged"] else passes
+    skipping = (tasks * parts["fixed_hash_s"] + passes * parts["check_s"]
+                + measured * parts["test_pass_s"])
     return {"training_s": training, "testing_s": testing, "total_s": training + testing,
-            "test_passes": passes}
+            "test_passes": passes, "testing_skipping_s": skipping,
+            "total_skipping_s": training + skipping}
 
 
 def _hours(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
@@ -132,7 +154,9 @@ def main() -> None:
                   f"({parts['train_samples_per_s']:,.0f} samples/s), test pass "
                   f"{parts['test_pass_s']:.2f} s -> training {_hours(total['training_s'])}, "
                   f"{total['test_passes']:,} test passes {_hours(total['testing_s'])}, "
-                  f"total {_hours(total['total_s'])}")
+                  f"total {_hours(total['total_s'])}; --skip-unchanged: testing "
+                  f"{_hours(total['testing_skipping_s'])}, total {_hours(total['total_skipping_s'])}"
+                  + ("" if parts["unchanged"] else " (earlier tasks change: all measured)"))
         out["presets"][name] = rows
     if args.json:
         atomic_write_json(args.json, out)

@@ -30,8 +30,10 @@ def test_supsup_permuted_is_supsups_protocol_with_its_run_time_stated():
                               "batch_size": 128}
     assert {k: dict(v) for k, v in p.recipes.items()} == {"supsup": {"optimizer": "rmsprop", "lr": 1e-4}}
     # the figure the preset states is the one its documentation gives (scripts/preset_runtimes.py)
-    assert "about 2 h for crwn" in p.expected_runtime
-    assert "about 2 hours for crwn" in __import__("nmnp.presets").presets.__doc__
+    doc = __import__("nmnp.presets").presets.__doc__
+    assert "1.7 to 1.9 h for crwn" in p.expected_runtime and "1.7 to 1.9 hours for crwn" in doc
+    assert "17 to 19 min for crwn" in p.expected_runtime_skipping
+    assert "**17 to 19 minutes for crwn**" in doc
     c = resolve_config({"strategy": "supsup", "dataset": "mnist"}, "supsup-permuted")
     assert (c.benchmark, c.tasks, c.epochs, c.max_steps, c.optimizer, c.lr, c.batch_size) == (
         "permuted", 250, 3, 1000, "rmsprop", 1e-4, 128)
@@ -107,8 +109,12 @@ def test_a_preset_run_states_its_expected_run_time_only_when_it_applies():
 
     stated = line("--preset", "supsup-permuted", "--dataset", "mnist")
     assert stated == f"preset supsup-permuted: expected run time {PRESETS['supsup-permuted'].expected_runtime} (see nmnp.presets)"
+    skipping = line("--preset", "supsup-permuted", "--dataset", "mnist", "--skip-unchanged")
+    assert skipping == ("preset supsup-permuted: expected run time with --skip-unchanged "
+                        f"{PRESETS['supsup-permuted'].expected_runtime_skipping} (see nmnp.presets)")
     full = ("--dataset", "fashion-mnist")
-    assert "4 to 7 min for crwn" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
+    assert "about 6 min for crwn" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
+    assert "about 4 min for crwn" in line("--preset", "paper-rotated", "--skip-unchanged", *full)
     # the protocol changed, or not what the figure was measured with: no figure to give
     assert line("--preset", "paper-rotated", "--tasks", "4", *full) is None
     assert line("--preset", "paper-rotated", "--epochs", "1", *full) is None
@@ -132,10 +138,16 @@ def _preset_runtimes_script():
 
 def test_the_run_time_estimate_adds_builds_epochs_and_every_test_pass():
     script = _preset_runtimes_script()
-    parts = {"build_s": 1.0, "epoch_s": 2.0, "test_pass_s": 0.5}
-    # 36 tasks of 3 epochs: 36 (1 + 3 * 2) s of training; 36 * 37 / 2 = 666 passes of 0.5 s
+    parts = {"build_s": 1.0, "epoch_s": 2.0, "test_pass_s": 0.5, "check_s": 0.25,
+             "fixed_hash_s": 0.125, "unchanged": True}
+    # 36 tasks of 3 epochs: 36 (1 + 3 * 2) s of training; 36 * 37 / 2 = 666 passes of 0.5 s.
+    # Skipping: 36 passes and 36 hashes of the fixed weights, and 666 checks.
     assert script.estimate(parts, 36, 3) == {
-        "training_s": 252.0, "testing_s": 333.0, "total_s": 585.0, "test_passes": 666}
+        "training_s": 252.0, "testing_s": 333.0, "total_s": 585.0, "test_passes": 666,
+        "testing_skipping_s": 36 * 0.625 + 666 * 0.25, "total_skipping_s": 252.0 + 189.0}
+    # a strategy whose earlier tasks change (finetune) pays every pass and every check
+    changing = script.estimate({**parts, "unchanged": False}, 36, 3)
+    assert changing["testing_skipping_s"] == 36 * 0.125 + 666 * 0.75
     assert script.estimate(parts, 1, 1)["test_passes"] == 1
     # SupSup's cap: 3 epochs of 469 steps stopped at 1,000 steps is 2.13 epochs of training
     capped = resolve_config({}, "supsup-permuted")
@@ -151,5 +163,9 @@ def test_the_run_time_parts_are_measured_on_the_presets_benchmark():
     config = resolve_config({"units": 64, "k": 3, "strategy": "supsup"}, "supsup-permuted")
     dataset = load_dataset("fashion-mnist-subset")
     parts = script.measure_parts(config, dataset, repeats=1)
-    assert all(parts[k] > 0 for k in ("build_s", "epoch_s", "test_pass_s"))
+    assert all(parts[k] > 0 for k in ("build_s", "epoch_s", "test_pass_s", "check_s", "fixed_hash_s"))
+    assert parts["unchanged"] is True  # supsup's warm-up mask survives the timed task
+    finetune = script.measure_parts(resolve_config({"units": 64, "k": 3, "strategy": "finetune"},
+                                                   "supsup-permuted"), dataset, repeats=1)
+    assert finetune["unchanged"] is False  # its shared readout moved
     assert parts["train_samples_per_s"] == pytest.approx(dataset.x_train.shape[0] / parts["epoch_s"])

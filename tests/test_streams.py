@@ -154,6 +154,8 @@ def test_permuted_tasks(small):
         np.testing.assert_array_equal(np.sort(perms[i]), np.arange(784))  # a permutation
         np.testing.assert_array_equal(stream[i].x_train, base[:, perms[i]])
         np.testing.assert_array_equal(stream[i].y_train, small.y_train)
+        test_base = normalize(small.x_test, *pixel_stats(small.x_train))
+        np.testing.assert_array_equal(stream.test_split(i)[0], test_base[:, perms[i]])
     assert len({p.tobytes() for p in perms}) == 4  # all different
     assert stream.scenario == TASK_INCREMENTAL
 

@@ -300,9 +300,14 @@ class PermutedStream(TaskStream):
         return _permutation(self.seed, self._check_index(i), h * w)
 
     def _transform(self, i, images):
-        x = normalize(images, self.mean, self.std)
-        # np.take along axis 1 is several times faster than x[:, perm] on a large batch.
-        return x if i == 0 else np.take(x, self.permutation(i), axis=1)
+        if i == 0:
+            return normalize(images, self.mean, self.std)
+        # Permuting pixels commutes with normalising them (the same affine map for every
+        # pixel), so the raw pixels are permuted first: for uint8 images the gather moves a
+        # quarter of the bytes, and only one float32 array is allocated. np.take along axis 1
+        # is several times faster than x[:, perm] on a large batch.
+        flat = np.asarray(images).reshape(len(images), -1)
+        return normalize(np.take(flat, self.permutation(i), axis=1), self.mean, self.std)
 
     def task_name(self, i):
         return "identity" if i == 0 else f"permutation {i}"

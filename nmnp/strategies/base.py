@@ -118,6 +118,16 @@ class ReadoutStrategy(Classifier):
             self._on_freeze(task_id, record)
             record.frozen = True
 
+    def prediction_state(self, task_id: int) -> dict:
+        """The task's stored state plus :meth:`shared_state`, by name (see
+        :meth:`nmnp.model.Classifier.prediction_state`)."""
+        state = {f"task/{k}": v for k, v in self.task(task_id).state.items()}
+        return {**state, **{f"shared/{k}": v for k, v in self.shared_state().items()}}
+
+    def shared_state(self) -> dict:
+        """Learned arrays every task's predictions read (fine-tuning's readout); none here."""
+        return {}
+
     def trainable_params(self, task_id: int) -> dict:
         """The arrays training may update for ``task_id``; TaskError if it is frozen."""
         record = self.task(task_id)

@@ -68,6 +68,9 @@ class FineTune(ReadoutStrategy):
     def _params(self, task_id):
         return self.readout
 
+    def shared_state(self):
+        return self.readout  # every task is evaluated with the current readout
+
     def readout_logits(self, h, task_id):
         return linear_readout_forward(h, self.readout["weight"], self.readout["bias"])[0]
 

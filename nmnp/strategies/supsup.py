@@ -166,6 +166,10 @@ class SupSup(ReadoutStrategy):
     def _params(self, task_id):
         return self.tasks[task_id].state
 
+    def prediction_state(self, task_id):
+        # A task still training keeps scores, whose mask depends on the kept fraction too.
+        return {**super().prediction_state(task_id), "keep": np.float64(self.keep)}
+
     def _on_freeze(self, task_id, record):
         mask = top_k_mask(record.state["scores"], self.keep)
         record.state = {"mask_bits": np.packbits(mask.reshape(-1))}
