@@ -64,14 +64,14 @@ nothing.
   With ``--skip-unchanged``: **17 to 19 minutes for crwn** (250 test passes take 44 to 49 s),
   39 to 48 minutes for separate, 1.0 to 1.1 hours for supsup; finetune as without.
 
-Checked against real runs: 4 tasks of ``paper-rotated`` (crwn) took 35 s in an earlier
-version against the 29 s its parts then added up to, the difference being one-off costs
-(loading the dataset and the first task's kernels). The whole of ``supsup-permuted`` for crwn
+Checked against real runs: the whole of ``paper-rotated`` for crwn took 5.5 min, and
+3.9 min with ``--skip-unchanged``, with identical accuracy matrices
+(``results/paper-rotated-crwn-fmnist*.json``). The whole of ``supsup-permuted`` for crwn
 with ``--skip-unchanged`` took 20.4 min against the estimated 17 to 19: 13.5 min of training
 and 6.9 min of building tasks, testing and loading (``results/supsup-permuted-crwn-fmnist.json``;
 average accuracy 0.8439, forgetting 0). That run already permuted the raw pixels before
-normalising them, which the parts above were measured without (building a permuted task
-then took a median 0.31 s against 0.17 s now, in 15 alternating builds of each).
+normalising them (:class:`~nmnp.continual.streams.PermutedStream`), a cheaper way to build a
+permuted task than the one the parts above were measured with.
 """
 
 from __future__ import annotations
