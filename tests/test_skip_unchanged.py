@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nmnp import ModulatedNetwork, NetworkConfig, checkpoint
+from nmnp import ModulatedNetwork, NetworkConfig, checkpoint, cli
 from nmnp.cli import main
 from nmnp.continual.runner import ContinualResult, run_stream
 from nmnp.errors import ConfigError
@@ -19,7 +19,6 @@ from nmnp.train import TrainSettings, train_task
 
 CONFIG = NetworkConfig(n_inputs=20, n_units=80, inputs_per_unit=4, n_outputs=4, seed=1)
 SETTINGS = TrainSettings(epochs=2, batch_size=32)
-FROZEN_STRATEGIES = ("crwn", "separate", "supsup")
 
 
 def blobs(seed, n=192):
@@ -173,8 +172,6 @@ def test_compare_copies_for_frozen_strategies_only(tmp_path, capsys):
 
 
 def test_a_resumed_run_may_switch_skipping_on_or_off(tmp_path):
-    from nmnp import cli
-
     path = tmp_path / "run.nmnp"
     config = ExperimentConfig(tasks=4, units=200, threads=1)
 
