@@ -1,0 +1,96 @@
+"""The README stays true to the repository: its layout table and its two set-up commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def layout_rows(text: str) -> list[tuple[str, str]]:
+    """The (where, what) cells of the table under ``## Layout``."""
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 2 and not set(cells[0]) <= {"-"}:
+            rows.append((cells[0], cells[1]))
+    return rows[1:]  # the header row
+
+
+def unnamed_modules(text: str, package: Path) -> list[str]:
+    """Modules and sub-packages of ``package`` that no row of the layout table names.
+
+    A row's first cell names a folder (``nmnp/data/``: everything under it) or files, the
+    first with its folder and the rest by name alone (``nmnp/cli.py``, ``compare.py``).
+    """
+    folders, files = set(), set()
+    for where, _ in layout_rows(text):
+        names = re.findall(r"`([^`]+)`", where)
+        base = ""
+        for name in names:
+            if name.endswith("/"):
+                folders.add(name.rstrip("/"))
+                continue
+            if "/" in name:
+                base = name.rsplit("/", 1)[0]
+                files.add(name)
+            else:
+                files.add(f"{base}/{name}")
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package.parent).as_posix()
+        if path.name in ("__init__.py", "__main__.py"):
+            rel = path.parent.relative_to(package.parent).as_posix()
+            if rel == package.name:
+                continue  # the package itself
+        if rel in files or any(rel == f or rel.startswith(f + "/") for f in folders):
+            continue
+        missing.append(rel)
+    return missing
+
+
+def test_every_module_has_a_place_in_the_layout_table():
+    text = README.read_text(encoding="utf-8")
+    assert unnamed_modules(text, ROOT / "nmnp") == []
+
+
+def test_the_layout_check_notices_a_module_the_table_leaves_out():
+    text = README.read_text(encoding="utf-8")
+    without_strategies = "\n".join(
+        line for line in text.splitlines() if not line.startswith("| `nmnp/strategies/`")
+    )
+    missing = unnamed_modules(without_strategies, ROOT / "nmnp")
+    assert "nmnp/strategies" in missing and "nmnp/strategies/supsup.py" in missing
+    assert all(m.startswith("nmnp/strategies") for m in missing)
+    without_compare = text.replace("`compare.py`, ", "")
+    assert unnamed_modules(without_compare, ROOT / "nmnp") == ["nmnp/compare.py"]
+
+
+def test_readme_gives_the_two_set_up_commands_and_ci_runs_the_test_one():
+    text = README.read_text(encoding="utf-8")
+    setup = text.split("\n## Set up\n", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", setup, flags=re.S)
+    assert commands == [
+        "pip install . && python -m nmnp.demo",
+        'pip install -e ".[dev]" && python -m pytest',
+    ]
+    ci = [
+        line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert 'python -m pip install --quiet -e ".[dev]"' in ci
+    assert "python -m pytest" in ci
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "scripts").glob("*.*")), ids=lambda p: p.name)
+def test_every_script_says_what_it_is_for(script):
+    # The layout table promises that each script says in its first lines what it produces.
+    head = script.read_text(encoding="utf-8").lstrip()
+    if head.startswith("#!"):
+        head = head.split("\n", 1)[1].lstrip()
+    assert head.startswith(('"""', "#")), f"{script.name} does not open with a description"
