@@ -9,7 +9,13 @@ component independently:
     dx_i \\approx \\frac{\\langle f(x + \\epsilon e_i) - f(x - \\epsilon e_i),\\, dy\\rangle}{2\\epsilon}
 
 with error :math:`O(\\epsilon^2)` plus rounding :math:`O(u / \\epsilon)`; in float64 with
-:math:`\\epsilon = 10^{-6}` both stay far below the 1e-6 relative tolerance used here.
+:math:`\\epsilon = 10^{-6}` both stay far below the 1e-6 relative tolerance used here, unless
+the derivative itself is tiny. Each difference subtracts two values of
+:math:`\\langle f, dy\\rangle` that carry a rounding error of about
+:math:`u\\,|\\langle f, dy\\rangle|` (:math:`u` = 2.2e-16), so no component below about
+:math:`u\\,|\\langle f, dy\\rangle| / \\epsilon` (1e-10 for a loss near 1) can be resolved:
+:func:`check_gradient` accepts a disagreement under that floor (times a safety factor of 10
+and the square root of the number of components) as rounding, whatever the relative error.
 """
 
 from __future__ import annotations
@@ -64,17 +70,31 @@ def relative_error(analytic, numeric) -> float:
 def check_gradient(f, x, analytic, dy, *, name="x", eps=1e-6, tol=1e-6) -> float:
     """Raise :class:`GradientCheckError` unless ``analytic`` matches finite differences.
 
-    Returns the relative error when the check passes. The failure message shows the
-    component that disagrees most, with the received and the expected derivative.
+    Passes when the relative error is under ``tol``, or when the two gradients differ by
+    less than :func:`rounding_floor` (a gradient too small for central differences to
+    resolve further). Returns the relative error when the check passes. The failure message
+    shows the component that disagrees most, with the received and the expected derivative.
     """
     numeric = numerical_vjp(f, x, dy, eps)
     err = relative_error(analytic, numeric)
-    if not err < tol:
-        a = np.asarray(analytic, dtype=np.float64).reshape(numeric.shape)
-        worst = np.unravel_index(np.argmax(np.abs(a - numeric)), numeric.shape)
-        raise GradientCheckError(
-            f"gradient of {name} is wrong: relative error {err:.3e} >= {tol:.0e}; "
-            f"at index {tuple(int(i) for i in worst)} received {a[worst]:.10g}, "
-            f"expected {numeric[worst]:.10g} (central differences, eps={eps:g})"
-        )
-    return err
+    if err < tol:
+        return err
+    a = np.asarray(analytic, dtype=np.float64).reshape(numeric.shape)
+    floor = rounding_floor(f, x, dy, eps)
+    if np.linalg.norm(a - numeric) < floor:  # a tiny gradient: agreement to the rounding
+        return err
+    worst = np.unravel_index(np.argmax(np.abs(a - numeric)), numeric.shape)
+    raise GradientCheckError(
+        f"gradient of {name} is wrong: relative error {err:.3e} >= {tol:.0e}; "
+        f"at index {tuple(int(i) for i in worst)} received {a[worst]:.10g}, "
+        f"expected {numeric[worst]:.10g} (central differences, eps={eps:g}; they "
+        f"differ by {np.linalg.norm(a - numeric):.1e} in norm, above the rounding floor {floor:.1e})"
+    )
+
+
+def rounding_floor(f, x: np.ndarray, dy, eps: float = 1e-6) -> float:
+    """The smallest disagreement, in the norm of the whole gradient, that central differences
+    of ``<f, dy>`` at ``x`` can tell from rounding: ``10 u sum|f(x) dy| sqrt(x.size) / eps``,
+    with ``u`` = 2.2e-16, float64's machine epsilon (see the module docstring)."""
+    magnitude = float(np.sum(np.abs(np.asarray(f(x), dtype=np.float64) * dy)))
+    return 10 * np.finfo(np.float64).eps * magnitude * np.sqrt(x.size) / eps

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nmnp import layers
 from nmnp.config import NetworkConfig
 from nmnp.errors import ShapeError
-from nmnp.gradcheck import GradientCheckError, check_gradient
+from nmnp.gradcheck import GradientCheckError, check_gradient, numerical_vjp, relative_error
 from nmnp.model import ModulatedNetwork
 
 dims = st.integers(1, 5)
@@ -161,3 +161,31 @@ def test_bad_encoder_indices_and_dtypes_are_named_before_any_kernel_runs():
         layers.sparse_encoder_forward(np.ones((2, 5), np.int64), np.array([[0, 1]], np.int32), "cpu")
     with pytest.raises(ShapeError, match="must share one float dtype.*float32, float64, float32"):
         layers.modulated_linear_forward(x, np.ones(5), 1.0, np.ones((2, 5), np.float32))
+
+
+def test_gradient_check_tells_rounding_from_a_wrong_tiny_gradient():
+    """A network hypothesis found whose gain gradients are about 2e-6: central differences
+    resolve them only to about 1e-10, a relative error of 3e-5 from rounding alone. The check
+    accepts that, and still refuses the same gradient 1% off (a difference of 4e-8)."""
+    net = ModulatedNetwork(NetworkConfig(2, 5, 1, 2, 171, "float64"), "numpy")
+    t = net.add_task()
+    rng = np.random.default_rng(171)
+    x = rng.normal(size=(1, 2))
+    y = rng.integers(0, 2, size=1)
+    _, grads, _ = net.loss_and_grads(x, y, t)
+    gains = net.tasks[t].gains
+
+    def loss(v):
+        saved = gains.copy()
+        gains[...] = v
+        try:
+            return net.loss_and_grads(x, y, t)[0]
+        finally:
+            gains[...] = saved
+
+    assert 1e-7 < np.linalg.norm(grads["gains"]) < 1e-5
+    numeric = numerical_vjp(loss, gains.copy(), 1.0)
+    assert relative_error(grads["gains"], numeric) > 1e-6  # the plain relative test fails...
+    check_gradient(loss, gains.copy(), grads["gains"], 1.0, name="gains")  # ...rounding accepted
+    with pytest.raises(GradientCheckError, match="above the rounding floor"):
+        check_gradient(loss, gains.copy(), grads["gains"] * 1.01, 1.0, name="gains")
