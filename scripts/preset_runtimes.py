@@ -4,11 +4,14 @@
 A preset's run is too long to time whole on a laptop, but it is made of three parts that
 repeat, each of which is timed here on the preset's own benchmark, for every strategy:
 
-* building a task's training set (``stream[t]``: rotating or permuting 60,000 images);
+* building a task's training set (rotating or permuting 60,000 images), written into the
+  array that held the previous task's, as the runner does (``stream.training_split(t,
+  buffers)``; only the first task of a run allocates it);
 * one training epoch of that task (``train_task``, after a warm-up so that no JIT compile
   or first-call cost is counted);
-* one test pass: building a task's test split and ``evaluate`` on its 10,000 images, as
-  :func:`nmnp.continual.runner.run_stream` does for every earlier task after each new one.
+* one test pass: building a task's test split (into its reused array) and ``evaluate`` on
+  its 10,000 images, as :func:`nmnp.continual.runner.run_stream` does for every earlier task
+  after each new one.
 
 A run of T tasks with E epochs costs T (build + E epoch) + T (T + 1) / 2 test passes (E, the
 epochs' steps over one epoch's, is fractional when ``max_steps`` cuts the last one short); the
@@ -38,7 +41,7 @@ import numpy as np
 
 from nmnp.atomic import atomic_write_json
 from nmnp.bench import timed
-from nmnp.continual.streams import make_stream
+from nmnp.continual.streams import InputBuffers, make_stream
 from nmnp.data.datasets import load_dataset
 from nmnp.experiment import ExperimentConfig, make_learner
 from nmnp.presets import PRESETS, resolve_config
@@ -51,12 +54,14 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
     """Seconds to build a task, train one epoch and run one test pass, for ``config``."""
     stream = make_stream(config.benchmark, dataset, repeats + 2, seed=config.seed,
                          step=config.step, interpolation=config.interpolation)
-    # Tasks 1, 2, ...: task 0 of a rotated or permuted stream is the identity, and a stream
-    # keeps only its last task, so each access below builds a task from the raw images.
+    # Tasks 1, 2, ...: task 0 of a rotated or permuted stream is the identity. The first
+    # build allocates the array that every later one writes over, as in a run.
+    buffers = InputBuffers()
+    stream.training_split(repeats + 1, buffers)
     builds = []
     for i in range(1, repeats + 1):
         start = time.perf_counter()
-        stream[i]
+        stream.training_split(i, buffers)
         builds.append(time.perf_counter() - start)
     task = stream[1]
     learner = make_learner(config)
@@ -76,9 +81,9 @@ def measure_parts(config: ExperimentConfig, dataset, repeats: int) -> dict:
         learner.freeze(t)
 
     def test_pass():
-        # An earlier task's test split, rebuilt from the raw images as in a real run (the
-        # stream keeps only task 1, the last one built), then evaluated.
-        x_test, y_test = stream.test_split(repeats + 1)
+        # An earlier task's test split, rebuilt from the raw images into the run's reused
+        # test array as in a real run, then evaluated.
+        x_test, y_test = stream.test_split(repeats + 1, buffers)
         learner.evaluate(x_test, y_test, t, task.classes)
 
     return {"build_s": float(np.median(builds)), "epoch_s": float(np.median(epochs)),

@@ -31,9 +31,9 @@ def test_supsup_permuted_is_supsups_protocol_with_its_run_time_stated():
     assert {k: dict(v) for k, v in p.recipes.items()} == {"supsup": {"optimizer": "rmsprop", "lr": 1e-4}}
     # the figure the preset states is the one its documentation gives (scripts/preset_runtimes.py)
     doc = __import__("nmnp.presets").presets.__doc__
-    assert "1.7 to 1.9 h for crwn" in p.expected_runtime and "1.7 to 1.9 hours for crwn" in doc
-    assert "17 to 19 min for crwn" in p.expected_runtime_skipping
-    assert "**17 to 19 minutes for crwn**" in doc
+    assert "1.4 to 1.5 h for crwn" in p.expected_runtime and "1.4 to 1.5 hours for crwn" in doc
+    assert "10 to 14 min for crwn" in p.expected_runtime_skipping
+    assert "**10 to 14 minutes for crwn**" in doc
     c = resolve_config({"strategy": "supsup", "dataset": "mnist"}, "supsup-permuted")
     assert (c.benchmark, c.tasks, c.epochs, c.max_steps, c.optimizer, c.lr, c.batch_size) == (
         "permuted", 250, 3, 1000, "rmsprop", 1e-4, 128)
@@ -113,8 +113,8 @@ def test_a_preset_run_states_its_expected_run_time_only_when_it_applies():
     assert skipping == ("preset supsup-permuted: expected run time with --skip-unchanged "
                         f"{PRESETS['supsup-permuted'].expected_runtime_skipping} (see nmnp.presets)")
     full = ("--dataset", "fashion-mnist")
-    assert "about 6 min for crwn" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
-    assert "about 4 min for crwn" in line("--preset", "paper-rotated", "--skip-unchanged", *full)
+    assert "about 4 min for crwn" in line("--preset", "paper-rotated", "--strategy", "separate", *full)
+    assert "about 3 min for crwn" in line("--preset", "paper-rotated", "--skip-unchanged", *full)
     # the protocol changed, or not what the figure was measured with: no figure to give
     assert line("--preset", "paper-rotated", "--tasks", "4", *full) is None
     assert line("--preset", "paper-rotated", "--epochs", "1", *full) is None

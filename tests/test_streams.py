@@ -12,6 +12,7 @@ import pytest
 from nmnp.continual import streams as streams_mod
 from nmnp.continual.streams import (
     TASK_INCREMENTAL,
+    InputBuffers,
     PermutedStream,
     RotatedStream,
     SplitStream,
@@ -19,7 +20,7 @@ from nmnp.continual.streams import (
     make_stream,
 )
 from nmnp.data import Dataset, load_dataset, normalize, pixel_stats, rotate_images
-from nmnp.errors import ConfigError, TaskError
+from nmnp.errors import ConfigError, ShapeError, TaskError
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +203,123 @@ def test_split_shuffled_and_limits(small):
         SplitStream(small, n_tasks=6)
     with pytest.raises(ConfigError, match="classes_per_task"):
         SplitStream(small, n_tasks=2, classes_per_task=0)
+
+
+# -- one split at a time, into reusable buffers -------------------------------------------
+
+STREAMS = {
+    "rotated": lambda ds: RotatedStream(ds, n_tasks=4, step=35.0),
+    "rotated-bilinear": lambda ds: RotatedStream(ds, n_tasks=4, step=35.0, interpolation="bilinear"),
+    "permuted": lambda ds: PermutedStream(ds, n_tasks=4, seed=3),
+    "split": lambda ds: SplitStream(ds, n_tasks=4),
+}
+
+
+def eager_inputs(stream, i, images):
+    """Task i's inputs computed in one piece from the definitions, not by the stream."""
+    mean, std = pixel_stats(stream.dataset.x_train)
+    if isinstance(stream, RotatedStream):
+        images = rotate_images(images, stream.angle(i), stream.interpolation)
+    elif isinstance(stream, PermutedStream):
+        images = images.reshape(len(images), -1)[:, stream.permutation(i)]
+    return normalize(images, mean, std)
+
+
+@pytest.mark.parametrize("kind", sorted(STREAMS))
+def test_splits_written_block_by_block_equal_the_definition(small, kind, monkeypatch):
+    # 64-image blocks: 200 training images are three whole blocks and a part of one
+    monkeypatch.setattr(streams_mod, "_BLOCK", 64)
+    stream = STREAMS[kind](small)
+    buffers = InputBuffers()
+    for i in range(4):
+        mask_train = np.isin(small.y_train, stream.task_classes(i))
+        mask_test = np.isin(small.y_test, stream.task_classes(i))
+        x, y = stream.training_split(i, buffers)
+        np.testing.assert_array_equal(x, eager_inputs(stream, i, small.x_train[mask_train]))
+        np.testing.assert_array_equal(y, small.y_train[mask_train])
+        x, y = stream.test_split(i, buffers)
+        np.testing.assert_array_equal(x, eager_inputs(stream, i, small.x_test[mask_test]))
+        np.testing.assert_array_equal(y, small.y_test[mask_test])
+        task = stream[i]  # the whole task, built without buffers, is the same
+        np.testing.assert_array_equal(task.x_train, stream.training_split(i)[0])
+        np.testing.assert_array_equal(task.classes, stream.task_classes(i))
+        assert task.name == stream.task_name(i)
+
+
+def test_buffers_are_written_over_task_after_task(small):
+    stream = PermutedStream(small, n_tasks=3)
+    buffers = InputBuffers()
+    x1, _ = stream.training_split(1, buffers)
+    first = x1.copy()
+    x2, _ = stream.training_split(2, buffers)
+    assert x2 is x1 and not np.array_equal(x2, first)  # the same memory, the new task in it
+    t1, _ = stream.test_split(1, buffers)
+    assert not np.shares_memory(t1, x2)  # each split has its own array
+    assert buffers.nbytes == (200 + 50) * 784 * 4
+    assert x2.flags.writeable  # its contents change, so it does not claim to be read-only
+
+
+def test_buffers_grow_a_new_array_only_for_a_new_shape(small):
+    labels = np.r_[np.zeros(30, int), 2 + np.arange(170) % 8]  # 30 images of class 0 or 1
+    uneven = Dataset("uneven", small.x_train, labels, small.x_test, small.y_test, source="test")
+    stream = SplitStream(uneven, n_tasks=2)
+    buffers = InputBuffers()
+    x0, y0 = stream.training_split(0, buffers)
+    x1, y1 = stream.training_split(1, buffers)
+    assert (len(x0), len(y0), len(x1), len(y1)) == (30, 30, 44, 44)
+    assert x1 is not x0 and buffers.nbytes == x1.nbytes  # the old shape's array is let go
+    np.testing.assert_array_equal(x1, stream[1].x_train)
+    assert stream.training_split(1, buffers)[0] is x1  # the same shape again: the same array
+
+
+def test_buffered_test_split_never_hands_out_the_kept_task(small):
+    stream = RotatedStream(small, n_tasks=3, step=20)
+    kept = stream[2]
+    want = kept.x_test.copy()
+    buffers = InputBuffers()
+    x, _ = stream.test_split(2, buffers)
+    assert x is not kept.x_test and not np.shares_memory(x, kept.x_test)
+    stream.test_split(1, buffers)  # writes over x ...
+    np.testing.assert_array_equal(kept.x_test, want)  # ... and the kept task is untouched
+    assert stream.test_split(2)[0] is kept.x_test  # without buffers, the kept copy is reused
+
+
+def test_unbuffered_splits_are_new_read_only_arrays(small):
+    stream = PermutedStream(small, n_tasks=3)
+    a, ya = stream.training_split(1)
+    b, _ = stream.training_split(1)
+    assert a is not b and not a.flags.writeable and not ya.flags.writeable
+    with pytest.raises(TaskError, match="out of range"):
+        stream.training_split(3)
+    with pytest.raises(TaskError, match="out of range"):
+        stream.task_classes(-1)
+
+
+def test_normalize_writes_into_out_exactly_as_it_allocates(small):
+    want = normalize(small.x_train, 0.2, 0.3)
+    out = np.full((200, 784), np.nan, dtype=np.float32)
+    assert normalize(small.x_train, 0.2, 0.3, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    floats = small.x_train[:5].astype(np.float64) / 255
+    np.testing.assert_array_equal(normalize(floats, 0.2, 0.3, out=out[:5]), normalize(floats, 0.2, 0.3))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((200, 784), np.float64), "dtype float64, not float32"),
+    (np.zeros((200, 783), np.float32), r"shape \(200, 783\), not \(200, 784\)"),
+    (np.zeros((784, 200), np.float32).T, "not C-contiguous"),
+    ([[0.0] * 784] * 200, "must be a NumPy array"),
+])  # fmt: skip
+def test_normalize_refuses_an_unusable_out(small, bad, message):
+    with pytest.raises(ShapeError, match=message):
+        normalize(small.x_train, 0.2, 0.3, out=bad)
+
+
+def test_normalize_refuses_a_read_only_out(small):
+    out = np.zeros((200, 784), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ShapeError, match="read-only"):
+        normalize(small.x_train, 0.2, 0.3, out=out)
 
 
 # -- factory -------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ fingerprint, the backend); when the hash equals the one at its last evaluation, 
 is copied instead of measured again. Fine-tuning's shared readout changes with every task,
 so its tasks are always measured. It is off by default: every entry of R is then measured,
 which is the experiment that shows forgetting to be zero rather than assuming it.
+
+With one of nmnp's streams (:class:`~nmnp.continual.streams.TaskStream`), every task's
+training inputs and every test split are written into the same two arrays
+(:class:`~nmnp.continual.streams.InputBuffers`) instead of new ones; any other sequence of
+tasks is read through ``stream[i]``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..train import TaskTrainingReport, TrainSettings, train_task
+from .streams import InputBuffers, TaskStream
 
 
 @dataclass
@@ -100,16 +106,33 @@ class ContinualResult:
         )
 
 
-def task_test_set(stream, task_index: int, classes_of: dict):
+def task_test_set(stream, task_index: int, classes_of: dict, buffers: InputBuffers | None = None):
     """(x_test, y_test, classes) of one task, without rebuilding its training set.
 
     ``classes_of`` remembers each trained task's competing classes; a task trained in an
-    earlier process (a resumed run) is looked up in the stream once.
+    earlier process (a resumed run) is looked up in the stream once. ``buffers`` (an nmnp
+    stream only): write ``x_test`` there, valid until the next test split written there.
     """
     if task_index not in classes_of:
-        classes_of[task_index] = stream[task_index].classes
-    x_test, y_test = stream.test_split(task_index)
+        classes_of[task_index] = (
+            stream.task_classes(task_index) if isinstance(stream, TaskStream)
+            else stream[task_index].classes
+        )  # fmt: skip
+    if buffers is None:
+        x_test, y_test = stream.test_split(task_index)
+    else:
+        x_test, y_test = stream.test_split(task_index, buffers)
     return x_test, y_test, classes_of[task_index]
+
+
+def _training_data(stream, t: int, buffers: InputBuffers | None):
+    """``(name, classes, x_train, y_train)`` of task ``t``: written into ``buffers`` by an
+    nmnp stream, or read from ``stream[t]`` (any other sequence of tasks)."""
+    if buffers is None:
+        task = stream[t]
+        return task.name, task.classes, task.x_train, task.y_train
+    x_train, y_train = stream.training_split(t, buffers)
+    return stream.task_name(t), stream.task_classes(t), x_train, y_train
 
 
 def _check_continuation(learner, stream, result: ContinualResult) -> None:
@@ -195,19 +218,20 @@ def run_stream(
         _check_can_skip(learner)
     last_evaluation: dict = {}  # task -> (what its predictions read, accuracy measured then)
     classes_of: dict = {}
+    buffers = InputBuffers() if isinstance(stream, TaskStream) else None
     for t in range(result.n_tasks, len(stream)):
-        task = stream[t]
-        classes_of[t] = task.classes
-        task_id = learner.add_task(task.name)
+        name, classes, x_train, y_train = _training_data(stream, t, buffers)
+        classes_of[t] = classes
+        task_id = learner.add_task(name)
         report = train_task(
             learner,
             task_id,
-            task.x_train,
-            task.y_train,
+            x_train,
+            y_train,
             settings,
-            classes=task.classes,
+            classes=classes,
             progress=progress,
-            description=f"task {t + 1} of {len(stream)}, {task.name}",
+            description=f"task {t + 1} of {len(stream)}, {name}",
         )
         learner.freeze(task_id)
         accuracies, reused = [], 0
@@ -218,11 +242,11 @@ def run_stream(
                 accuracies.append(last_evaluation[j][1])
                 reused += 1
                 continue
-            x_test, y_test, classes = task_test_set(stream, j, classes_of)
-            accuracies.append(learner.evaluate(x_test, y_test, j, classes))
+            x_test, y_test, test_classes = task_test_set(stream, j, classes_of, buffers)
+            accuracies.append(learner.evaluate(x_test, y_test, j, test_classes))
             if skip_unchanged:
                 last_evaluation[j] = (key, accuracies[-1])
-        result.add_row(task.name, report, accuracies)
+        result.add_row(name, report, accuracies)
         result.reused_evaluations += reused
         if on_task_end is not None:
             on_task_end(result, learner)
