@@ -8,11 +8,10 @@ it twice).
 
 A long run asks for one split at a time instead (:meth:`TaskStream.training_split`,
 :meth:`TaskStream.test_split`) and has it written into :class:`InputBuffers`, the same
-arrays task after task. A fresh 60,000 x 784 float32 training set is 188 MB of new pages:
-on a 2-core virtual machine, filling a new array took up to 1.7 s per permuted task (median
-1.3 s, nearly all of it page faults) and writing into the same one 0.10 to 0.15 s. The time
-a 250-task run spent outside training went from 6.9 to 1.3 minutes (20.4 to 13.7 in all;
-the README's headline run).
+arrays task after task. A fresh 60,000 x 784 float32 training set is 188 MB of new pages,
+and on a 2-core virtual machine their page faults cost more than building the set; writing
+into the same array instead took the time a 250-task run spent outside training from 6.9 to
+1.3 minutes (20.4 to 13.7 in all; the README's headline run).
 
 Every stream here is **task-incremental**: the task's identity is given at training and at
 test time, and the model answers among ``task.classes`` only. For the rotated and permuted

@@ -218,7 +218,7 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
     out : (N, H * W) float32 array, optional
         Written in place and returned instead of a new array (C-contiguous and writeable).
         A stream fills one such array task after task: on some machines the page faults of
-        a fresh 188 MB array cost more than ten times the arithmetic.
+        a fresh 188 MB array cost more than the arithmetic.
 
     Returns
     -------
