@@ -41,40 +41,38 @@ class WholeTasks:
         return self.stream.test_split(i)
 
 
-class SplitsOnly:
-    """Wraps an nmnp stream class: building a whole task fails, and the arrays handed out
-    are recorded, so a test sees what the runner asked for."""
+def splits_only(base):
+    """A subclass of the nmnp stream class ``base`` whose whole tasks cannot be built and
+    whose instances record the arrays their splits hand out, so a test sees what the runner
+    asked for."""
 
-    def __init__(self, base):
-        self.base = base
-        self.train_arrays, self.test_arrays = [], []
+    class Stream(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.train_arrays, self.test_arrays = [], []
 
-    def make(self, *args, **kwargs):
-        record = self
+        def __getitem__(self, i):
+            raise AssertionError("the runner built a whole task")
 
-        class Stream(self.base):
-            def __getitem__(self, i):
-                raise AssertionError("the runner built a whole task")
+        def training_split(self, i, buffers=None):
+            x, y = super().training_split(i, buffers)
+            self.train_arrays.append(x)
+            return x, y
 
-            def training_split(self, i, buffers=None):
-                x, y = super().training_split(i, buffers)
-                record.train_arrays.append(x)
-                return x, y
+        def test_split(self, i, buffers=None):
+            x, y = super().test_split(i, buffers)
+            self.test_arrays.append(x)
+            return x, y
 
-            def test_split(self, i, buffers=None):
-                x, y = super().test_split(i, buffers)
-                record.test_arrays.append(x)
-                return x, y
-
-        return Stream(*args, **kwargs)
+    return Stream
 
 
 @pytest.mark.parametrize("kind", ["permuted", "split"])
 def test_split_by_split_and_whole_tasks_give_the_same_run(data, kind):
     cls = PermutedStream if kind == "permuted" else SplitStream
-    spy = SplitsOnly(cls)
+    spy = splits_only(cls)(data, n_tasks=3)
     runs = []
-    for source in (spy.make(data, n_tasks=3), WholeTasks(cls(data, n_tasks=3))):
+    for source in (spy, WholeTasks(cls(data, n_tasks=3))):
         net = ModulatedNetwork(CONFIG)
         result = run_stream(net, source, SETTINGS, progress=False)
         runs.append((result, [np.array(net.tasks[t].gains) for t in range(3)]))
@@ -97,8 +95,8 @@ def test_a_resumed_run_looks_up_earlier_tasks_without_building_them(data):
     net = ModulatedNetwork(CONFIG)
     first = run_stream(net, PermutedStream(data, n_tasks=2), SETTINGS, progress=False)
     before = first.acc_matrix.copy()  # the result grows in place when continued
-    spy = SplitsOnly(PermutedStream)
-    result = run_stream(net, spy.make(data, n_tasks=3), SETTINGS, result=first, progress=False)
+    spy = splits_only(PermutedStream)(data, n_tasks=3)
+    result = run_stream(net, spy, SETTINGS, result=first, progress=False)
     assert result.n_tasks == 3 and len(spy.train_arrays) == 1  # only task 2 was trained
     np.testing.assert_array_equal(result.acc_matrix[:2, :2], before)
     np.testing.assert_array_equal(result.acc_matrix[2, :2], before[1, :2])  # no forgetting
