@@ -1,7 +1,9 @@
-"""The README stays true to the repository: its layout table and its two set-up commands."""
+"""The README stays true to the repository: its layout table, its two set-up commands and the
+benchmark figures it quotes from ``results/bench-cpu.json``."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -94,3 +96,69 @@ def test_every_script_says_what_it_is_for(script):
     if head.startswith("#!"):
         head = head.split("\n", 1)[1].lstrip()
     assert head.startswith(('"""', "#")), f"{script.name} does not open with a description"
+
+
+BENCH_REPORT = ROOT / "results" / "bench-cpu.json"
+
+# Rows of the README's training table, and where the bench report keeps each figure.
+_TRAINING_ROWS = {
+    "numpy reference, 2 threads": ("training", "numpy", 2),
+    "cpu (Numba), 1 thread": ("training", "cpu", 1),
+    "cpu (Numba), 2 threads": ("training", "cpu", 2),
+    "PyTorch, dense formulation, 2 threads": ("pytorch", None, 2),
+}
+
+
+def performance_section(text: str) -> str:
+    return text.split("\n### Performance (CPU)\n", 1)[1].split("\n## ", 1)[0]
+
+
+def table_row(section: str, label: str) -> list[str]:
+    """The cells after ``label`` in the first table row that starts with it."""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no table row {label!r}")
+
+
+def performance_mismatches(text: str, report: dict) -> list[str]:
+    """Figures of the README's performance section that differ from the bench report: the
+    training table (medians per batch size), the sgemm probe and the paired ratios."""
+    section = performance_section(text)
+    wrong = []
+    for label, (key, backend, threads) in _TRAINING_ROWS.items():
+        by_batch = {
+            r["batch_size"]: r["samples_per_second"]["median"]
+            for r in report[key]
+            if r.get("threads") == threads and (backend is None or r.get("backend") == backend)
+        }
+        cells = table_row(section, label)
+        for batch, cell in zip((1, 32, 128, 1024), cells):
+            expected = f"{by_batch[batch]:,.0f}/s"
+            if cell != expected:
+                wrong.append(f"{label}, batch {batch}: README {cell}, report {expected}")
+    sgemm = f"{report['peaks']['sgemm_gflops']:.1f} GFLOP/s"
+    if f"measured {sgemm}" not in section:
+        wrong.append(f"the sgemm probe ({sgemm}) is not the one quoted")
+    for rival in ("numpy", "torch dense"):
+        ratio = report["paired"][rival]["ratio"]
+        quoted = f"{ratio['median']:.1f}x paired ({ratio['min']:.1f} to {ratio['max']:.1f})"
+        if quoted not in section:
+            wrong.append(f"paired ratio over {rival}: {quoted} not quoted")
+    return wrong
+
+
+def test_the_performance_section_quotes_the_bench_report():
+    report = json.loads(BENCH_REPORT.read_text(encoding="utf-8"))
+    assert performance_mismatches(README.read_text(encoding="utf-8"), report) == []
+
+
+def test_the_performance_check_notices_a_stale_figure():
+    report = json.loads(BENCH_REPORT.read_text(encoding="utf-8"))
+    cpu_128 = next(r for r in report["training"] if (r["backend"], r["threads"], r["batch_size"]) == ("cpu", 2, 128))
+    cpu_128["samples_per_second"]["median"] *= 1.01
+    report["peaks"]["sgemm_gflops"] += 1.0
+    wrong = performance_mismatches(README.read_text(encoding="utf-8"), report)
+    assert len(wrong) == 2
+    assert "cpu (Numba), 2 threads, batch 128" in wrong[0] and "sgemm" in wrong[1]
