@@ -22,6 +22,18 @@ def test_flynet_work_counts_by_hand():
     assert training_bytes_per_sample(flynet, 128) == pytest.approx(3136 + 8 + 4 * (54_880 + 78_400 + 15_680) / 128)
 
 
+def test_the_many_tasks_line_sets_the_measured_cost_against_the_flops():
+    flynet = NetworkConfig.flynet()
+    one = {"tasks": 1, "seconds": {"median": 1.0}, "samples_per_second": {"median": 1000.0}}
+    many = {"tasks": 36, "seconds": {"median": 14.0}, "samples_per_second": {"median": 1000.0 / 14}}
+    # 36 tasks: 5,997,600 flops per sample (25.5 x 235,200) at 71.4 samples/s = 0.43 GFLOP/s,
+    # which is 43% of a 1 GFLOP/s probe
+    line = bench._many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, True)
+    assert line == "evaluating 36 tasks costs 14.00 x one task, for 25.50 x its flops (0.4 GFLOP/s, 43% of the sgemm probe)"
+    # the host's sgemm probe says nothing of a GPU's limit
+    assert "sgemm" not in bench._many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, False)
+
+
 def test_quick_bench_reports_every_section(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16", "--threads", "both", "--repeats", "2",
