@@ -17,7 +17,9 @@ versions. Sections:
 * pytorch: the authors' dense formulation, if PyTorch happens to be installed;
 * paired: the cpu backend against training from a cached encoded set, numpy and PyTorch at
   batch 128, every repeat running each side back to back, so that a change in a shared
-  machine's speed cancels out of the ratios.
+  machine's speed cancels out of the ratios;
+* targets: each speed target of the cpu backend (:data:`TARGETS`), the figure of this run it
+  is judged on, and whether it is met (:func:`target_checks`).
 """
 
 from __future__ import annotations
@@ -461,9 +463,70 @@ def run_bench(args) -> dict:
     if ratios:
         say("\nratios measured in this run (medians): " + ", ".join(f"{k} = {v:.1f}x" for k, v in ratios.items()))
     out["paired"] = run_paired(args, config, backends, batch_sizes, all_threads, say)
+    out["targets"] = target_checks(out, all_threads)
+    if out["targets"]:
+        say(f"\nspeed targets (batch 128, {all_threads} threads): the figure each is judged on")
+        width = max(len(t["target"]) for t in out["targets"])
+        for t in out["targets"]:
+            say(f"  {t['target']:<{width}}  {t['measured']:<46} {'met' if t['met'] else 'NOT met'}")
     if args.scaling:
         out["scaling"] = run_scaling(args, all_threads, say)
     return out
+
+
+# The speed targets the cpu backend is held to (FlyNet, batch 128, every thread of a 2-core
+# laptop-class machine): (name, threshold, at least or below).
+TARGETS = (
+    ("cpu training samples/s", 100_000, "at least"),
+    ("cpu vs PyTorch dense, paired", 20.0, "at least"),
+    ("cpu vs numpy, paired", 10.0, "at least"),
+    ("cpu one-task inference samples/s", 200_000, "at least"),
+    ("cpu inference of 36 tasks, times one task's cost", 6.0, "below"),
+)
+
+
+def target_checks(report: dict, threads: int, batch_size: int = 128) -> list[dict]:
+    """Each of :data:`TARGETS` that ``report`` measured, judged on one figure.
+
+    Training speed is judged on the slower of the training section's median and the cpu
+    side of the paired section (both are the same step, timed minutes apart); the ratios on
+    the paired medians, which cancel the machine's drifts; inference on its section's median.
+    Returns ``[{"target", "threshold", "value", "measured", "met"}]``, the targets that
+    could not be judged (a backend or batch size not run) left out.
+    """
+    found = {}
+    train = [r["samples_per_second"]["median"] for r in report.get("training", [])
+             if (r["backend"], r["threads"], r["batch_size"]) == ("cpu", threads, batch_size)]
+    paired = report.get("paired") or {}
+    paired_ok = paired.get("batch_size") == batch_size and paired.get("threads") == threads
+    if train:
+        rates = train[:1]
+        if paired_ok:
+            rates.append(paired["steps"] * batch_size / paired["cpu"]["seconds"]["median"])
+        found[TARGETS[0][0]] = (min(rates), " and ".join(f"{v:,.0f}/s" for v in rates)
+                                + (" (section and paired)" if len(rates) == 2 else ""))
+    for name, rival in ((TARGETS[1][0], "torch dense"), (TARGETS[2][0], "numpy")):
+        if paired_ok and rival in paired:
+            q = paired[rival]["ratio"]
+            found[name] = (q["median"], f"{q['median']:.1f}x (repeats {q['min']:.1f} to {q['max']:.1f})")
+    inference = {r["tasks"]: r for r in report.get("inference", [])
+                 if r["backend"] == "cpu" and r["batch_size"] == batch_size}
+    if 1 in inference:
+        one = inference[1]["samples_per_second"]["median"]
+        found[TARGETS[3][0]] = (one, f"{one:,.0f}/s")
+        if 36 in inference:
+            ratio = inference[36]["seconds"]["median"] / inference[1]["seconds"]["median"]
+            config = NetworkConfig.from_dict(report["config"])
+            flops = inference_flops_per_sample(config, 36) / inference_flops_per_sample(config, 1)
+            found[TARGETS[4][0]] = (ratio, f"{ratio:.2f}x (the flops: {flops:.2f}x)")
+    checks = []
+    for name, threshold, how in TARGETS:
+        if name in found:
+            value, measured = found[name]
+            met = value >= threshold if how == "at least" else value < threshold
+            checks.append({"target": f"{name} {how} {threshold:,g}", "threshold": threshold,
+                           "value": value, "measured": measured, "met": bool(met)})
+    return checks
 
 
 def run_paired(args, config, backends, batch_sizes, threads: int, say) -> dict | None:

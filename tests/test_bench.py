@@ -67,6 +67,59 @@ def test_quick_bench_reports_every_section(tmp_path, capsys):
     assert "roofline" in printed and "numba" in printed  # machine and versions printed beside figures
 
 
+def _report_for_targets(train_rate, paired_cpu_rate, torch_ratio, numpy_ratio, one_task_rate, many_over_one):
+    """A bench report of batch 128 on 2 threads with the figures the targets read."""
+    ratio = lambda q: {"median": q, "min": q * 0.9, "max": q * 1.1}  # noqa: E731
+    return {
+        "config": NetworkConfig.flynet().to_dict(),
+        "training": [{"backend": "cpu", "threads": 2, "batch_size": 128, "samples_per_second": {"median": train_rate}},
+                     {"backend": "cpu", "threads": 1, "batch_size": 128, "samples_per_second": {"median": 1e9}}],
+        "paired": {"batch_size": 128, "threads": 2, "steps": 10,
+                   "cpu": {"seconds": {"median": 1280 / paired_cpu_rate}},
+                   "torch dense": {"ratio": ratio(torch_ratio)}, "numpy": {"ratio": ratio(numpy_ratio)}},
+        "inference": [
+            {"backend": "cpu", "batch_size": 128, "tasks": 1,
+             "samples_per_second": {"median": one_task_rate}, "seconds": {"median": 1.0}},
+            {"backend": "cpu", "batch_size": 128, "tasks": 36,
+             "samples_per_second": {"median": one_task_rate / many_over_one}, "seconds": {"median": many_over_one}},
+        ],
+    }
+
+
+def test_each_speed_target_is_judged_on_its_figure():
+    met = bench.target_checks(_report_for_targets(150_000, 120_000, 20.0, 10.0, 200_000, 5.9), threads=2)
+    assert [c["met"] for c in met] == [True] * 5
+    # training is judged on the slower of its two timings; the 1-thread row never counts
+    assert met[0]["value"] == pytest.approx(120_000) and "150,000/s and 120,000/s" in met[0]["measured"]
+    assert "(the flops: 25.50x)" in met[4]["measured"]
+    missed = bench.target_checks(_report_for_targets(150_000, 99_000, 19.9, 9.9, 199_000, 6.0), threads=2)
+    assert [c["met"] for c in missed] == [False] * 5
+    # a report without the paired section or the inference rows judges only what it has
+    partial = _report_for_targets(150_000, 120_000, 20.0, 10.0, 200_000, 5.9)
+    del partial["paired"], partial["inference"]
+    only = bench.target_checks(partial, threads=2)
+    assert [c["target"] for c in only] == ["cpu training samples/s at least 100,000"]
+    assert only[0]["value"] == 150_000
+    assert bench.target_checks(partial, threads=1)[0]["value"] == 1e9  # the 1-thread run's own row
+
+
+def test_quick_bench_at_batch_128_prints_the_targets(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--backends", "numpy,cpu", "--batch-sizes", "128", "--threads", "both", "--repeats", "2",
+                 "--steps", "1", "--samples", "128", "--inference-batch", "128", "--units", "64", "--no-torch",
+                 "--evaluate-samples", "0", "--json", str(out)])
+    assert code == 0
+    targets = json.loads(out.read_text())["targets"]
+    printed = capsys.readouterr().out
+    assert [t["target"].split(" at least")[0].split(" below")[0] for t in targets] == [
+        "cpu training samples/s", "cpu vs numpy, paired", "cpu one-task inference samples/s",
+        "cpu inference of 36 tasks, times one task's cost"]
+    assert "speed targets (batch 128" in printed
+    for t in targets:
+        assert t["measured"] in printed and t["met"] == (t["value"] < 6 if "36 tasks" in t["target"] else
+                                                         t["value"] >= t["threshold"])
+
+
 def test_timed_leaves_out_the_warm_up_and_reports_median_min_max(monkeypatch):
     """On a fake clock: a slow first call (a JIT compile) is not timed; the rest are."""
     costs = iter([100.0, 3.0, 1.0, 2.0, 5.0, 4.0])

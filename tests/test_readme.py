@@ -124,7 +124,8 @@ def table_row(section: str, label: str) -> list[str]:
 
 def performance_mismatches(text: str, report: dict) -> list[str]:
     """Figures of the README's performance section that differ from the bench report: the
-    training table (medians per batch size), the sgemm probe and the paired ratios."""
+    training table (medians per batch size), the sgemm probe, the paired ratios and the
+    verdict on each speed target, in the bench's order."""
     section = performance_section(text)
     wrong = []
     for label, (key, backend, threads) in _TRAINING_ROWS.items():
@@ -146,6 +147,13 @@ def performance_mismatches(text: str, report: dict) -> list[str]:
         quoted = f"{ratio['median']:.1f}x paired ({ratio['min']:.1f} to {ratio['max']:.1f})"
         if quoted not in section:
             wrong.append(f"paired ratio over {rival}: {quoted} not quoted")
+    verdicts = [line.rstrip(" |").rsplit("|", 1)[1].strip() for line in section.splitlines()
+                if line.startswith("| ") and line.rstrip(" |").endswith(("met", "met**"))]
+    for target, verdict in zip(report["targets"], verdicts):
+        if verdict != ("met" if target["met"] else "**not met**"):
+            wrong.append(f"{target['target']}: README says {verdict}, the report {target['met']}")
+    if len(verdicts) < len(report["targets"]):
+        wrong.append(f"the README judges {len(verdicts)} targets, the report {len(report['targets'])}")
     return wrong
 
 
@@ -159,6 +167,7 @@ def test_the_performance_check_notices_a_stale_figure():
     cpu_128 = next(r for r in report["training"] if (r["backend"], r["threads"], r["batch_size"]) == ("cpu", 2, 128))
     cpu_128["samples_per_second"]["median"] *= 1.01
     report["peaks"]["sgemm_gflops"] += 1.0
+    report["targets"][4]["met"] = True  # a verdict the README does not give
     wrong = performance_mismatches(README.read_text(encoding="utf-8"), report)
-    assert len(wrong) == 2
-    assert "cpu (Numba), 2 threads, batch 128" in wrong[0] and "sgemm" in wrong[1]
+    assert len(wrong) == 3
+    assert "cpu (Numba), 2 threads, batch 128" in wrong[0] and "sgemm" in wrong[1] and "36 tasks" in wrong[2]
