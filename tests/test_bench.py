@@ -34,14 +34,18 @@ def test_the_many_tasks_line_sets_the_measured_cost_against_the_flops():
     assert "sgemm" not in bench._many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, False)
 
 
-def test_quick_bench_reports_every_section(tmp_path, capsys):
+def _quick_bench(tmp_path, capsys, *flags) -> tuple[dict, str]:
+    """(report, printed) of a bench of a 64-unit network on 2 repeats, with ``flags``."""
     out = tmp_path / "bench.json"
-    code = main(["--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16", "--threads", "both", "--repeats", "2",
-                 "--steps", "2", "--samples", "32", "--inference-batch", "8,5", "--units", "64", "--no-torch",
-                 "--evaluate-samples", "40", "--json", str(out)])
+    code = main(["--threads", "both", "--repeats", "2", "--units", "64", "--no-torch", *flags, "--json", str(out)])
     assert code == 0
-    report = json.loads(out.read_text())
-    printed = capsys.readouterr().out
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+def test_quick_bench_reports_every_section(tmp_path, capsys):
+    report, printed = _quick_bench(tmp_path, capsys, "--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16",
+                                   "--steps", "2", "--samples", "32", "--inference-batch", "8,5",
+                                   "--evaluate-samples", "40")
     peaks = report["peaks"]
     assert report["machine"]["cores"] >= 1 and peaks["sgemm_gflops"] > 0
     # the fastest repeat can never be slower than the median one
@@ -104,13 +108,10 @@ def test_each_speed_target_is_judged_on_its_figure():
 
 
 def test_quick_bench_at_batch_128_prints_the_targets(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    code = main(["--backends", "numpy,cpu", "--batch-sizes", "128", "--threads", "both", "--repeats", "2",
-                 "--steps", "1", "--samples", "128", "--inference-batch", "128", "--units", "64", "--no-torch",
-                 "--evaluate-samples", "0", "--json", str(out)])
-    assert code == 0
-    targets = json.loads(out.read_text())["targets"]
-    printed = capsys.readouterr().out
+    report, printed = _quick_bench(tmp_path, capsys, "--backends", "numpy,cpu", "--batch-sizes", "128",
+                                   "--steps", "1", "--samples", "128", "--inference-batch", "128",
+                                   "--evaluate-samples", "0")
+    targets = report["targets"]
     assert [t["target"].split(" at least")[0].split(" below")[0] for t in targets] == [
         "cpu training samples/s", "cpu vs numpy, paired", "cpu one-task inference samples/s",
         "cpu inference of 36 tasks, times one task's cost"]
