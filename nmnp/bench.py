@@ -14,7 +14,8 @@ versions. Sections:
 * scaling (``--scaling``): training time against encoder width and batch size, and the time
   of evaluating T tasks against T; ``--plot PATH`` draws these tables, and ``--from-json
   REPORT --plot PATH`` redraws them from a saved report without measuring anything;
-* pytorch: the authors' dense formulation, if PyTorch happens to be installed;
+* pytorch: the authors' dense formulation, if PyTorch happens to be installed: its training
+  at each batch size, and its inference of one and of 36 tasks at each ``--inference-batch``;
 * paired: the cpu backend against training from a cached encoded set, numpy and PyTorch at
   batch 128, every repeat running each side back to back, so that a change in a shared
   machine's speed cancels out of the ratios;
@@ -76,6 +77,16 @@ def inference_flops_per_sample(config: NetworkConfig, n_tasks: int = 1) -> int:
     """
     n, k, o = config.n_units, config.inputs_per_unit, config.n_outputs
     return n * k + 2 * n + n_tasks * (n + 2 * n * o)
+
+
+def dense_inference_flops_per_sample(config: NetworkConfig, n_tasks: int = 1) -> int:
+    """:func:`inference_flops_per_sample` for the authors' dense formulation, whose encoder
+    is a product with the dense (n x n_in) binary matrix: ``2 n n_in`` flops where nmnp's
+    gather needs ``n k``. FlyNet: 12,473,440 for one task and 18,235,840 for 36 (1.46 times
+    as many), since there the shared encoder is most of the work.
+    """
+    n, k = config.n_units, config.inputs_per_unit
+    return inference_flops_per_sample(config, n_tasks) - n * k + 2 * n * config.n_inputs
 
 
 # ----------------------------------------------------------------------------- timing
@@ -280,6 +291,15 @@ def measure_evaluate(backend: str, config: NetworkConfig, n_samples: int, repeat
             "n_samples": n_samples, "generic_loop": generic}
 
 
+def _torch_fixed_weights(torch, net: ModulatedNetwork):
+    """(dense, W) as PyTorch tensors: the encoder as the dense (n x n_in) binary matrix the
+    authors multiply by, and the fixed readout (n_out x n)."""
+    config = net.config
+    dense = torch.zeros(config.n_units, config.n_inputs)
+    dense[torch.arange(config.n_units)[:, None], torch.from_numpy(net.encoder_indices.astype(np.int64))] = 1.0
+    return dense, torch.from_numpy(net.readout.copy())
+
+
 def torch_dense_runner(config: NetworkConfig, batch_size: int, steps: int, threads: int):
     """The authors' formulation in PyTorch: a dense binary encoder matmul, autograd and
     RMSprop, ``steps`` training steps per call; None when PyTorch is not installed."""
@@ -289,9 +309,7 @@ def torch_dense_runner(config: NetworkConfig, batch_size: int, steps: int, threa
         return None
     torch.set_num_threads(threads)
     net = ModulatedNetwork(config, "numpy")
-    dense = torch.zeros(config.n_units, config.n_inputs)
-    dense[torch.arange(config.n_units)[:, None], torch.from_numpy(net.encoder_indices.astype(np.int64))] = 1.0
-    W = torch.from_numpy(net.readout.copy())
+    dense, W = _torch_fixed_weights(torch, net)
     c = torch.nn.Parameter(torch.randn(config.n_units) * (2 / (config.n_units + 1)) ** 0.5)
     s = torch.nn.Parameter(torch.randn(1))
     opt = torch.optim.RMSprop([c, s], lr=0.01)
@@ -321,6 +339,55 @@ def measure_torch_dense(config: NetworkConfig, batch_size: int, repeats: int, st
     return {"samples_per_second": _rate(batch_size * steps, seconds), "seconds": seconds, "torch": run.torch_version}
 
 
+def torch_dense_inference_runner(net: ModulatedNetwork, x: np.ndarray, threads: int):
+    """Evaluating every task of ``net`` on the batch ``x`` (B, n_in) in the authors' dense
+    formulation with PyTorch: the dense encoder product once, then every task's readout
+    ``s_t (h * c_t) W^T`` as one matrix product with the stacked effective readouts
+    ``s_t W diag(c_t)`` (T n_out x n). ``run()`` returns the (T, B, n_out) logits as a NumPy
+    array; None when PyTorch is not installed.
+
+    Folding the tasks into one product is the fastest way of writing it that we found: a
+    loop of ``s * (h * c) @ W.T`` over the tasks, as in training, reads and writes the whole
+    (B, n) activity twice per task, and took 2.2 (batch 128) and 3.1 (batch 1,024) times as
+    long for 36 tasks in a scratch comparison on the bench machine.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    dense, W = _torch_fixed_weights(torch, net)
+    gains = torch.from_numpy(np.stack([c.gains for c in net.tasks]))
+    strengths = torch.from_numpy(np.concatenate([c.strength for c in net.tasks]))
+    xb = torch.from_numpy(np.ascontiguousarray(x))
+    n_tasks, n_out, batch = gains.shape[0], W.shape[0], xb.shape[0]
+
+    def run():
+        with torch.no_grad():
+            m = xb @ dense.T
+            h = torch.relu(m - m.mean(dim=1, keepdim=True))
+            readouts = (strengths[:, None, None] * W[None] * gains[:, None, :]).reshape(n_tasks * n_out, -1)
+            return (h @ readouts.T).reshape(batch, n_tasks, n_out).permute(1, 0, 2).numpy()
+
+    run.torch_version = torch.__version__
+    return run
+
+
+def measure_torch_dense_inference(config: NetworkConfig, batch_size: int, n_tasks: int, repeats: int,
+                                  threads: int) -> dict | None:
+    """Samples/s of :func:`torch_dense_inference_runner` on ``n_tasks`` fresh tasks; None
+    when PyTorch is not installed."""
+    net = ModulatedNetwork(config, "numpy")
+    for _ in range(n_tasks):
+        net.add_task()
+    x, _ = _inputs(config, batch_size)
+    run = torch_dense_inference_runner(net, x, threads)
+    if run is None:
+        return None
+    seconds = timed(run, repeats)
+    return {"samples_per_second": _rate(batch_size, seconds), "seconds": seconds, "torch": run.torch_version}
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -338,6 +405,20 @@ def _many_tasks_line(config: NetworkConfig, pair: list, peaks: dict, on_host: bo
             f"its flops ({gflops:.1f} GFLOP/s{share})")
 
 
+def _dense_many_tasks_line(config: NetworkConfig, dense: list, cpu_many: list) -> str:
+    """The 36-task cost against one in the authors' dense formulation (``dense``: its two
+    inference results), whose flops ratio is far lower because its dense encoder, shared by
+    the tasks, is most of its work; and, with ``cpu_many`` (the cpu backend's 36-task result
+    on the same batch), how long the cpu backend takes for 36 tasks against PyTorch's one."""
+    ratio = dense[1]["seconds"]["median"] / dense[0]["seconds"]["median"]
+    flop_ratio = dense_inference_flops_per_sample(config, 36) / dense_inference_flops_per_sample(config, 1)
+    line = f"evaluating 36 tasks costs {ratio:.2f} x one task, for {flop_ratio:.2f} x its flops"
+    if cpu_many:
+        vs = cpu_many[0]["seconds"]["median"] / dense[0]["seconds"]["median"]
+        line += f"; cpu evaluates 36 tasks in {vs:.2f} x the time torch dense takes for one"
+    return line
+
+
 def _fmt_rate(r: dict) -> str:
     return f"{r['median']:>12,.0f}  [{r['min']:,.0f} .. {r['max']:,.0f}]"
 
@@ -346,7 +427,7 @@ def run_bench(args) -> dict:
     backends = args.backends.split(",")
     batch_sizes = args.batch_sizes
     all_threads = set_threads(None)
-    thread_counts = sorted({1, all_threads}) if args.threads == "both" else [int(args.threads)]
+    thread_counts = {"both": sorted({1, all_threads}), "all": [all_threads]}.get(args.threads, [args.threads])
     config = NetworkConfig.flynet() if not args.units else NetworkConfig(784, args.units, 7, 10, 0)
     out = {"machine": describe_machine(), "config": config.to_dict(), "repeats": args.repeats}
     say = print
@@ -425,6 +506,20 @@ def run_bench(args) -> dict:
             pair = [r for r in out["inference"] if r["backend"] == backend and r["batch_size"] == bs]
             if len(pair) == 2:
                 say(f"  {backend:>5} batch {bs:>5} " + _many_tasks_line(config, pair, peaks, backend != "cuda"))
+        if args.torch:
+            dense = []
+            for n_tasks in (1, 36):
+                r = measure_torch_dense_inference(config, bs, n_tasks, args.repeats, all_threads)
+                if r is None:
+                    break
+                r.update(tasks=n_tasks, batch_size=bs, threads=all_threads)
+                dense.append(r)
+                say(f"  torch dense batch {bs:>5} {n_tasks:>3} task(s): {_fmt_rate(r['samples_per_second'])}")
+            if dense:
+                out.setdefault("pytorch_inference", []).extend(dense)
+                cpu_many = [r for r in out["inference"]
+                            if r["backend"] == "cpu" and r["batch_size"] == bs and r["tasks"] == 36]
+                say(f"  torch dense batch {bs:>5} " + _dense_many_tasks_line(config, dense, cpu_many[:1]))
 
     if args.evaluate_samples:
         out["evaluate"] = []
@@ -625,14 +720,32 @@ def _batch_size_list(text: str) -> list[int]:
     return sizes
 
 
-def _sample_count(text: str) -> int:
-    """A whole number of samples, 0 or more; argparse reports anything else as a usage error."""
+def _whole_number(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``, anything else a usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text!r}")
+        return n
+
+    return parse
+
+
+def _thread_setting(text: str) -> str | int:
+    """'both' (1 and all), 'all' or a positive whole number; anything else is a usage error.
+    A number above the machine's threads is refused later, by :func:`set_threads`."""
+    if text in ("both", "all"):
+        return text
     try:
         n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"the number of samples cannot be negative, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 'both', 'all' or a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"the thread count must be at least 1, got {text!r}")
     return n
 
 
@@ -641,15 +754,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", "--backend", default="numpy,cpu,cuda",
                    help="comma-separated (default numpy,cpu,cuda; cuda is skipped with the reason when no GPU)")
     p.add_argument("--batch-sizes", type=_batch_size_list, default="1,32,128,1024")
-    p.add_argument("--threads", default="both", help="'both' (1 and all) or a number")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--steps", type=int, default=16, help="training steps per timed repeat (at most)")
-    p.add_argument("--samples", type=int, default=4096, help="samples per timed repeat (at most)")
+    p.add_argument("--threads", type=_thread_setting, default="both",
+                   help="'both' (1 and all, the default), 'all' or a number")
+    p.add_argument("--repeats", type=_whole_number(1), default=7)
+    p.add_argument("--steps", type=_whole_number(1), default=16, help="training steps per timed repeat (at most)")
+    p.add_argument("--samples", type=_whole_number(1), default=4096, help="samples per timed repeat (at most)")
     p.add_argument("--inference-batch", "--inference-batches", type=_batch_size_list, default="128,1024",
                    help="comma-separated batch sizes for the inference section (default 128,1024)")
-    p.add_argument("--evaluate-samples", type=_sample_count, default=10_000,
+    p.add_argument("--evaluate-samples", type=_whole_number(0), default=10_000,
                    help="set size for the evaluate() section (default 10,000; 0 skips it)")
-    p.add_argument("--units", type=int, default=None, help="encoder units (default: FlyNet's 7840)")
+    p.add_argument("--units", type=_whole_number(1), default=None, help="encoder units (default: FlyNet's 7840)")
     p.add_argument("--scaling", action="store_true", help="also run the scaling tables")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch comparison")
     p.add_argument("--demo-memory", action="store_true",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from nmnp import NetworkConfig
 from nmnp import bench
-from nmnp.bench import inference_flops_per_sample, main, training_bytes_per_sample, training_flops_per_sample
+from nmnp.bench import (dense_inference_flops_per_sample, inference_flops_per_sample, main,
+                        training_bytes_per_sample, training_flops_per_sample)
 
 
 def test_flynet_work_counts_by_hand():
@@ -18,6 +20,9 @@ def test_flynet_work_counts_by_hand():
     assert training_flops_per_sample(flynet) == 54_880 + 15_680 + 7_840 + 156_800 + 156_800 + 15_680
     assert inference_flops_per_sample(flynet, 1) == 54_880 + 15_680 + 7_840 + 156_800
     assert inference_flops_per_sample(flynet, 36) - inference_flops_per_sample(flynet, 1) == 35 * (7_840 + 156_800)
+    # the authors' dense encoder: 2 * 784 * 7840 flops in place of the 7840 * 7 adds
+    assert dense_inference_flops_per_sample(flynet, 1) == 12_293_120 + 15_680 + 7_840 + 156_800
+    assert dense_inference_flops_per_sample(flynet, 36) == 12_293_120 + 15_680 + 36 * (7_840 + 156_800)
     # input 784 floats + label, plus (idx 7840*7 + W 78,400 + c read and written 2*7840) floats / batch
     assert training_bytes_per_sample(flynet, 128) == pytest.approx(3136 + 8 + 4 * (54_880 + 78_400 + 15_680) / 128)
 
@@ -32,6 +37,49 @@ def test_the_many_tasks_line_sets_the_measured_cost_against_the_flops():
     assert line == "evaluating 36 tasks costs 14.00 x one task, for 25.50 x its flops (0.4 GFLOP/s, 43% of the sgemm probe)"
     # the host's sgemm probe says nothing of a GPU's limit
     assert "sgemm" not in bench._many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, False)
+
+
+def test_the_dense_many_tasks_line_compares_pytorchs_cost_and_the_cpu_backends():
+    flynet = NetworkConfig.flynet()
+    one = {"tasks": 1, "seconds": {"median": 10.0}}
+    many = {"tasks": 36, "seconds": {"median": 22.0}}
+    cpu_many = {"tasks": 36, "seconds": {"median": 6.0}}
+    # 18,235,840 / 12,473,440 flops = 1.46; cpu's 6 s for 36 tasks against PyTorch's 10 for one
+    assert bench._dense_many_tasks_line(flynet, [one, many], [cpu_many]) == (
+        "evaluating 36 tasks costs 2.20 x one task, for 1.46 x its flops; "
+        "cpu evaluates 36 tasks in 0.60 x the time torch dense takes for one")
+    assert bench._dense_many_tasks_line(flynet, [one, many], []).endswith("for 1.46 x its flops")
+
+
+def test_pytorch_dense_inference_gives_the_reference_logits():
+    """The dense formulation the bench times computes what nmnp computes, task by task."""
+    pytest.importorskip("torch")
+    from nmnp.kernels import reference
+
+    config = NetworkConfig(784, 64, 7, 10, 0)
+    net = bench.ModulatedNetwork(config, "numpy")
+    for _ in range(3):
+        net.add_task()
+    x, _ = bench._inputs(config, 5)
+    gains = np.stack([c.gains for c in net.tasks])
+    strengths = np.concatenate([c.strength for c in net.tasks])
+    expected = reference.task_logits(x, net.encoder_indices, gains, strengths, net.readout)
+    run = bench.torch_dense_inference_runner(net, x, threads=1)
+    np.testing.assert_allclose(run(), expected, rtol=1e-5, atol=1e-6)
+    # the comparison notices tasks taken in the wrong order
+    assert not np.allclose(run()[::-1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_quick_bench_with_pytorch_times_its_inference(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    assert main(["--threads", "all", "--repeats", "2", "--units", "64", "--backends", "cpu", "--batch-sizes", "8",
+                 "--steps", "1", "--samples", "8", "--inference-batch", "8", "--evaluate-samples", "0",
+                 "--json", str(out)]) == 0
+    report, printed = json.loads(out.read_text()), capsys.readouterr().out
+    assert [(r["batch_size"], r["tasks"]) for r in report["pytorch_inference"]] == [(8, 1), (8, 36)]
+    assert "torch dense batch     8 evaluating 36 tasks costs" in printed
+    assert "cpu evaluates 36 tasks in" in printed
 
 
 def _quick_bench(tmp_path, capsys, *flags) -> tuple[dict, str]:
@@ -248,13 +296,25 @@ def test_bad_batch_size_lists_are_usage_errors(capsys, option, value):
     assert option in err and repr(value) in err
 
 
-@pytest.mark.parametrize("value", ["-1", "ten", "2.5"])
-def test_bad_evaluate_sample_counts_are_usage_errors(capsys, value):
+@pytest.mark.parametrize("option, value", [
+    ("--evaluate-samples", "-1"), ("--evaluate-samples", "ten"), ("--evaluate-samples", "2.5"),
+    ("--repeats", "0"), ("--steps", "0"), ("--samples", "0"), ("--units", "0"), ("--units", "-3"),
+    ("--threads", "0"), ("--threads", "some"),
+])
+def test_bad_counts_are_usage_errors(capsys, option, value):
+    """Refused before anything is measured (--repeats 0 once crashed on an empty median, and
+    --units 0 silently ran FlyNet)."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["--evaluate-samples", value])
+        main([option, value])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "--evaluate-samples" in err and repr(value) in err
+    assert option in err and repr(value) in err
+
+
+def test_thread_settings_parse():
+    parse = bench.build_parser().parse_args
+    assert [parse(["--threads", t]).threads for t in ("both", "all", "1", "2")] == ["both", "all", 1, 2]
+    assert parse([]).threads == "both" and parse(["--evaluate-samples", "0"]).evaluate_samples == 0
 
 
 def test_batch_size_lists_parse():
