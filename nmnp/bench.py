@@ -550,6 +550,8 @@ def run_bench(args) -> dict:
                 say("\npytorch: not installed, dense comparison skipped")
                 break
             r.update(batch_size=bs, threads=all_threads)
+            if not out["pytorch"]:
+                say(f"\nPyTorch {r['torch']}, the authors' dense formulation: training samples/s, median [min .. max]")
             out["pytorch"].append(r)
             say(f"  torch dense {all_threads} thr batch {bs:>5}: {_fmt_rate(r['samples_per_second'])}")
             if ("cpu", all_threads, bs) in fast:

@@ -80,6 +80,7 @@ def test_quick_bench_with_pytorch_times_its_inference(tmp_path, capsys):
     assert [(r["batch_size"], r["tasks"]) for r in report["pytorch_inference"]] == [(8, 1), (8, 36)]
     assert "torch dense batch     8 evaluating 36 tasks costs" in printed
     assert "cpu evaluates 36 tasks in" in printed
+    assert "the authors' dense formulation: training samples/s" in printed
 
 
 def _quick_bench(tmp_path, capsys, *flags) -> tuple[dict, str]:
