@@ -124,8 +124,9 @@ def table_row(section: str, label: str) -> list[str]:
 
 def performance_mismatches(text: str, report: dict) -> list[str]:
     """Figures of the README's performance section that differ from the bench report: the
-    training table (medians per batch size), the sgemm probe, the paired ratios and the
-    verdict on each speed target, in the bench's order."""
+    training table (medians per batch size), the sgemm probe, the paired ratios, the
+    inference rates (cpu and PyTorch dense, one and 36 tasks) and the verdict on each speed
+    target, in the bench's order."""
     section = performance_section(text)
     wrong = []
     for label, (key, backend, threads) in _TRAINING_ROWS.items():
@@ -147,6 +148,13 @@ def performance_mismatches(text: str, report: dict) -> list[str]:
         quoted = f"{ratio['median']:.1f}x paired ({ratio['min']:.1f} to {ratio['max']:.1f})"
         if quoted not in section:
             wrong.append(f"paired ratio over {rival}: {quoted} not quoted")
+    for source, label in (("inference", "cpu"), ("pytorch_inference", "PyTorch dense")):
+        for r in report.get(source, []):
+            if source == "inference" and r["backend"] != "cpu":
+                continue
+            figure = f"{r['samples_per_second']['median']:,.0f}"
+            if not re.search(rf"(?<![\d,]){figure}(?![\d,])", section):
+                wrong.append(f"{label} inference of {r['tasks']} task(s) at batch {r['batch_size']} ({figure}/s) not quoted")
     verdicts = [line.rstrip(" |").rsplit("|", 1)[1].strip() for line in section.splitlines()
                 if line.startswith("| ") and line.rstrip(" |").endswith(("met", "met**"))]
     for target, verdict in zip(report["targets"], verdicts):
@@ -168,6 +176,9 @@ def test_the_performance_check_notices_a_stale_figure():
     cpu_128["samples_per_second"]["median"] *= 1.01
     report["peaks"]["sgemm_gflops"] += 1.0
     report["targets"][4]["met"] = True  # a verdict the README does not give
+    dense_36 = next(r for r in report["pytorch_inference"] if (r["tasks"], r["batch_size"]) == (36, 128))
+    dense_36["samples_per_second"]["median"] += 1.0
     wrong = performance_mismatches(README.read_text(encoding="utf-8"), report)
-    assert len(wrong) == 3
-    assert "cpu (Numba), 2 threads, batch 128" in wrong[0] and "sgemm" in wrong[1] and "36 tasks" in wrong[2]
+    assert len(wrong) == 4
+    assert "cpu (Numba), 2 threads, batch 128" in wrong[0] and "sgemm" in wrong[1]
+    assert "PyTorch dense inference of 36 task(s) at batch 128" in wrong[2] and "36 tasks" in wrong[3]
