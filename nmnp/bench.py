@@ -427,6 +427,8 @@ def run_bench(args) -> dict:
     backends = args.backends.split(",")
     batch_sizes = args.batch_sizes
     all_threads = set_threads(None)
+    if isinstance(args.threads, int) and args.threads > all_threads:  # refuse before measuring
+        raise ConfigError(f"--threads {args.threads} exceeds the {all_threads} threads Numba was started with")
     thread_counts = {"both": sorted({1, all_threads}), "all": [all_threads]}.get(args.threads, [args.threads])
     config = NetworkConfig.flynet() if not args.units else NetworkConfig(784, args.units, 7, 10, 0)
     out = {"machine": describe_machine(), "config": config.to_dict(), "repeats": args.repeats}

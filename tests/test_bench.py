@@ -312,6 +312,18 @@ def test_bad_counts_are_usage_errors(capsys, option, value):
     assert option in err and repr(value) in err
 
 
+def test_more_threads_than_numba_has_is_refused_before_measuring(capsys, monkeypatch):
+    import numba
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured before checking --threads")
+
+    monkeypatch.setattr(bench, "measure_peaks", no_measuring)
+    too_many = numba.config.NUMBA_NUM_THREADS + 1
+    assert main(["--threads", str(too_many)]) == 2
+    assert f"--threads {too_many} exceeds the" in capsys.readouterr().err
+
+
 def test_thread_settings_parse():
     parse = bench.build_parser().parse_args
     assert [parse(["--threads", t]).threads for t in ("both", "all", "1", "2")] == ["both", "all", 1, 2]
