@@ -740,17 +740,15 @@ def _whole_number(minimum: int):
 
 
 def _thread_setting(text: str) -> str | int:
-    """'both' (1 and all), 'all' or a positive whole number; anything else is a usage error.
-    A number above the machine's threads is refused later, by :func:`set_threads`."""
+    """'both' (1 and all), 'all' or a whole number of at least 1; anything else is a usage
+    error. A number above Numba's thread count is refused when the bench starts."""
     if text in ("both", "all"):
         return text
     try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'both', 'all' or a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"the thread count must be at least 1, got {text!r}")
-    return n
+        return _whole_number(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'both', 'all' or a whole number of at least 1, "
+                                         f"got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
