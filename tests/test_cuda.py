@@ -20,6 +20,7 @@ from nmnp.errors import BackendError, ConfigError, ShapeError, TrainingError
 from nmnp.kernels import KERNELS, get_backend, reference
 from nmnp.optim import SGD, Adam
 from nmnp.train import TaskTrainingReport, TrainSettings, train_task
+from toy_data import blobs
 
 
 def _cuda_reason():
@@ -390,15 +391,6 @@ def test_fixed_weights_are_uploaded_once(K):
 
 # ------------------------------------------------------------------------------ training
 TRAIN_CONFIG = NetworkConfig(n_inputs=20, n_units=40, inputs_per_unit=4, n_outputs=4, seed=1)
-
-
-def blobs(seed, n, n_in=20, n_classes=4):
-    """Separable clusters: class y lights up inputs 5y .. 5y+4."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, n_classes, n)
-    x = rng.normal(0, 0.3, (n, n_in)).astype(np.float32)
-    x[np.arange(n)[:, None], (y * 5)[:, None] + np.arange(5)] += 2.0
-    return x, y
 
 
 def _train(backend, x, y, settings, classes=None, config=TRAIN_CONFIG):

@@ -16,18 +16,10 @@ from nmnp.errors import ConfigError
 from nmnp.experiment import ExperimentConfig, run_experiment
 from nmnp.strategies import STRATEGIES, make_strategy
 from nmnp.train import TrainSettings, train_task
+from toy_data import blobs
 
 CONFIG = NetworkConfig(n_inputs=20, n_units=80, inputs_per_unit=4, n_outputs=4, seed=1)
 SETTINGS = TrainSettings(epochs=2, batch_size=32)
-
-
-def blobs(seed, n=192):
-    """Four separable classes in 20 dimensions."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, n)
-    x = rng.normal(0, 0.3, (n, 20)).astype(np.float32)
-    x[np.arange(n)[:, None], (y * 5)[:, None] + np.arange(5)] += 2.0
-    return x, y
 
 
 class Stream:
@@ -43,7 +35,7 @@ class Stream:
         return self.n
 
     def __getitem__(self, i):
-        x, y = blobs(i)
+        x, y = blobs(i, 192)
         return SimpleNamespace(name=f"shift {i}", x_train=x, y_train=(y + i) % 4, classes=None)
 
     def test_split(self, i):
@@ -56,7 +48,7 @@ def trained(name, n_tasks):
     learner = make_strategy(name, CONFIG)
     for i in range(n_tasks):
         t = learner.add_task(f"shift {i}")
-        x, y = blobs(i)
+        x, y = blobs(i, 192)
         train_task(learner, t, x, (y + i) % 4, SETTINGS, progress=False)
         learner.freeze(t)
     return learner
@@ -82,7 +74,7 @@ def test_only_finetune_changes_an_earlier_tasks_predictions(name):
     learner = trained(name, 1)
     first = learner.prediction_digest(0)
     t = learner.add_task("next")
-    x, y = blobs(1)
+    x, y = blobs(1, 192)
     train_task(learner, t, x, (y + 1) % 4, SETTINGS, progress=False)
     changed = learner.prediction_digest(0) != first
     assert changed == (name == "finetune"), "finetune's shared readout moves; the others' tasks stay"

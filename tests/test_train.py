@@ -9,22 +9,15 @@ from nmnp import ModulatedNetwork, NetworkConfig
 from nmnp.continual.runner import ContinualResult, run_stream
 from nmnp.errors import ConfigError, TrainingError
 from nmnp.train import TrainSettings, train_task
+from toy_data import blobs
 
 CONFIG = NetworkConfig(n_inputs=20, n_units=80, inputs_per_unit=4, n_outputs=4, seed=1)
-
-
-def blobs(seed, n=256):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, n)
-    x = rng.normal(0, 0.3, (n, 20)).astype(np.float32)
-    x[np.arange(n)[:, None], (y * 5)[:, None] + np.arange(5)] += 2.0
-    return x, y
 
 
 def test_training_lowers_the_loss_and_learns():
     net = ModulatedNetwork(CONFIG)
     t = net.add_task()
-    x, y = blobs(0)
+    x, y = blobs(0, 256)
     before = net.evaluate(x, y, t)
     report = train_task(net, t, x, y, TrainSettings(epochs=4, batch_size=32), progress=False)
     assert report.epoch_losses[-1] < 0.5 * report.epoch_losses[0]
@@ -37,12 +30,12 @@ def test_same_seed_gives_bit_identical_contexts():
     for _ in range(2):
         net = ModulatedNetwork(CONFIG)
         t = net.add_task()
-        train_task(net, t, *blobs(0), TrainSettings(epochs=2, batch_size=16, seed=7), progress=False)
+        train_task(net, t, *blobs(0, 256), TrainSettings(epochs=2, batch_size=16, seed=7), progress=False)
         runs.append(net.tasks[t].gains.copy())
     np.testing.assert_array_equal(runs[0], runs[1])
     net = ModulatedNetwork(CONFIG)
     t = net.add_task()
-    train_task(net, t, *blobs(0), TrainSettings(epochs=2, batch_size=16, seed=8), progress=False)
+    train_task(net, t, *blobs(0, 256), TrainSettings(epochs=2, batch_size=16, seed=8), progress=False)
     assert not np.array_equal(net.tasks[t].gains, runs[0]), "the shuffling seed must matter"
 
 
@@ -75,7 +68,7 @@ def test_non_finite_loss_stops_training_with_task_and_step():
 
     learner = Spy(net, bad_step=11)
     with pytest.raises(TrainingError, match=r"task id 0, epoch 2, step 3: the loss became nan"):
-        train_task(learner, t, *blobs(0), TrainSettings(epochs=2, batch_size=32), progress=False)
+        train_task(learner, t, *blobs(0, 256), TrainSettings(epochs=2, batch_size=32), progress=False)
     np.testing.assert_array_equal(net.tasks[t].gains, snapshot["gains"])  # the NaN step wrote nothing
     assert np.isfinite(net.tasks[t].gains).all()
 
@@ -111,7 +104,7 @@ class _Stream:
     def __getitem__(self, i):
         from types import SimpleNamespace
 
-        x, y = blobs(i)
+        x, y = blobs(i, 256)
         return SimpleNamespace(name=f"shift {i}", x_train=x, y_train=(y + i) % 4,
                                x_test=x[:64], y_test=((y + i) % 4)[:64], classes=None)
 
@@ -135,7 +128,7 @@ def test_run_stream_builds_the_accuracy_matrix_and_forgets_nothing():
 
 
 def test_encoded_set_cache_respects_its_cap_and_changes_nothing_but_speed():
-    x, y = blobs(0)
+    x, y = blobs(0, 256)
     runs = {}
     for cap in (0.0, 1.0, 0.01):  # off; 1 MiB (fits 256 x 80 float32 = 80 KiB); 10 KiB (does not fit)
         net = ModulatedNetwork(CONFIG)
@@ -190,7 +183,7 @@ class _Recorder:
 def test_step_cap_stops_mid_epoch_and_reports_only_what_it_saw():
     """3 epochs of 8 steps capped at 10: the capped run is the first 10 steps of the uncapped
     one (same shuffling), and its cut-short second epoch averages only its 2 batches."""
-    x, y = blobs(0)
+    x, y = blobs(0, 256)
     full = ModulatedNetwork(CONFIG)
     t = full.add_task()
     spy = _Recorder(full, t)
@@ -211,7 +204,7 @@ def test_step_cap_stops_mid_epoch_and_reports_only_what_it_saw():
 
 def test_step_cap_counts_for_the_encoded_set_cache():
     """Caching pays only when two or more epochs run; a cap can leave just one."""
-    x, y = blobs(0)
+    x, y = blobs(0, 256)
     for max_steps, cached in ((8, False), (9, True)):
         net = ModulatedNetwork(CONFIG)
         t = net.add_task()
