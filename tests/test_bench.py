@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nmnp import NetworkConfig
+from nmnp.model import ModulatedNetwork
 from nmnp import bench
 from nmnp.bench import (dense_inference_flops_per_sample, inference_flops_per_sample, main,
                         training_bytes_per_sample, training_flops_per_sample)
@@ -33,10 +34,10 @@ def test_the_many_tasks_line_sets_the_measured_cost_against_the_flops():
     many = {"tasks": 36, "seconds": {"median": 14.0}, "samples_per_second": {"median": 1000.0 / 14}}
     # 36 tasks: 5,997,600 flops per sample (25.5 x 235,200) at 71.4 samples/s = 0.43 GFLOP/s,
     # which is 43% of a 1 GFLOP/s probe
-    line = bench._many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, True)
+    line = bench.lines.many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, True)
     assert line == "evaluating 36 tasks costs 14.00 x one task, for 25.50 x its flops (0.4 GFLOP/s, 43% of the sgemm probe)"
     # the host's sgemm probe says nothing of a GPU's limit
-    assert "sgemm" not in bench._many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, False)
+    assert "sgemm" not in bench.lines.many_tasks_line(flynet, [one, many], {"sgemm_gflops": 1.0}, False)
 
 
 def test_the_dense_many_tasks_line_compares_pytorchs_cost_and_the_cpu_backends():
@@ -45,10 +46,10 @@ def test_the_dense_many_tasks_line_compares_pytorchs_cost_and_the_cpu_backends()
     many = {"tasks": 36, "seconds": {"median": 22.0}}
     cpu_many = {"tasks": 36, "seconds": {"median": 6.0}}
     # 18,235,840 / 12,473,440 flops = 1.46; cpu's 6 s for 36 tasks against PyTorch's 10 for one
-    assert bench._dense_many_tasks_line(flynet, [one, many], [cpu_many]) == (
+    assert bench.lines.dense_many_tasks_line(flynet, [one, many], [cpu_many]) == (
         "evaluating 36 tasks costs 2.20 x one task, for 1.46 x its flops; "
         "cpu evaluates 36 tasks in 0.60 x the time torch dense takes for one")
-    assert bench._dense_many_tasks_line(flynet, [one, many], []).endswith("for 1.46 x its flops")
+    assert bench.lines.dense_many_tasks_line(flynet, [one, many], []).endswith("for 1.46 x its flops")
 
 
 def test_pytorch_dense_inference_gives_the_reference_logits():
@@ -57,10 +58,10 @@ def test_pytorch_dense_inference_gives_the_reference_logits():
     from nmnp.kernels import reference
 
     config = NetworkConfig(784, 64, 7, 10, 0)
-    net = bench.ModulatedNetwork(config, "numpy")
+    net = ModulatedNetwork(config, "numpy")
     for _ in range(3):
         net.add_task()
-    x, _ = bench._inputs(config, 5)
+    x, _ = bench.random_inputs(config, 5)
     gains = np.stack([c.gains for c in net.tasks])
     strengths = np.concatenate([c.strength for c in net.tasks])
     expected = reference.task_logits(x, net.encoder_indices, gains, strengths, net.readout)
@@ -174,7 +175,7 @@ def test_timed_leaves_out_the_warm_up_and_reports_median_min_max(monkeypatch):
     """On a fake clock: a slow first call (a JIT compile) is not timed; the rest are."""
     costs = iter([100.0, 3.0, 1.0, 2.0, 5.0, 4.0])
     clock = {"now": 0.0}
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(bench.timing.time, "perf_counter", lambda: clock["now"])
 
     def run():
         clock["now"] += next(costs)
@@ -186,7 +187,7 @@ def test_paired_ratios_survive_a_change_in_machine_speed(monkeypatch):
     """Runners on a fake clock: 'slow' takes 3x 'fast', and the whole machine slows 4x
     halfway through. Paired ratios stay exactly 3; medians of separate sections would not."""
     clock = {"now": 0.0, "speed": 1.0, "calls": 0}
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(bench.timing.time, "perf_counter", lambda: clock["now"])
 
     def runner(cost):
         def run():
@@ -211,7 +212,6 @@ def test_cached_set_runner_trains_like_the_fused_path(broken):
     other labels (broken=True) shows the comparison would notice a difference."""
     import numpy as np
 
-    from nmnp.model import ModulatedNetwork
     from nmnp.optim import make_optimizer
 
     config = NetworkConfig(784, 96, 7, 10, 0)
@@ -221,7 +221,7 @@ def test_cached_set_runner_trains_like_the_fused_path(broken):
     net = ModulatedNetwork(config, "cpu")
     t = net.add_task()
     optimizer = make_optimizer("rmsprop", net.trainable_params(t), 0.01)
-    x, y = bench._inputs(config, 24)
+    x, y = bench.random_inputs(config, 24)
     if broken:
         y = (y + 1) % config.n_outputs
     for b in run.batches:
@@ -318,7 +318,7 @@ def test_more_threads_than_numba_has_is_refused_before_measuring(capsys, monkeyp
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured before checking --threads")
 
-    monkeypatch.setattr(bench, "measure_peaks", no_measuring)
+    monkeypatch.setattr(bench.report, "measure_peaks", no_measuring)
     too_many = numba.config.NUMBA_NUM_THREADS + 1
     assert main(["--threads", str(too_many)]) == 2
     assert f"--threads {too_many} exceeds the" in capsys.readouterr().err
@@ -337,6 +337,33 @@ def test_batch_size_lists_parse():
 
 
 def test_unwritable_plot_path_fails_before_measuring(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench, "run_bench", lambda args: pytest.fail("measured before checking --plot"))
+    monkeypatch.setattr(bench.cli, "run_bench", lambda args: pytest.fail("measured before checking --plot"))
     assert main(["--scaling", "--plot", str(tmp_path / "no-such-folder" / "f.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_training_roofline_is_the_slower_of_the_two_limits():
+    flynet = NetworkConfig.flynet()
+    flops, nbytes = training_flops_per_sample(flynet), training_bytes_per_sample(flynet, 128)
+    # 1 GFLOP/s against 407,680 flops: 2,453 samples/s; 1 GB/s against 7,799 bytes: 128,221
+    compute_bound = {"sgemm_gflops": 1.0, "stream_gbs": 1.0}
+    assert bench.training_roofline(flynet, 128, compute_bound, 2, 2) == pytest.approx(1e9 / flops)
+    memory_bound = {"sgemm_gflops": 1.0, "stream_gbs": 0.01}
+    assert bench.training_roofline(flynet, 128, memory_bound, 2, 2) == pytest.approx(1e7 / nbytes)
+    # the peaks were measured on every thread: one thread of two is held to half of them
+    assert bench.training_roofline(flynet, 128, compute_bound, 1, 2) == pytest.approx(0.5e9 / flops)
+
+
+def test_training_ratios_divide_the_right_figures():
+    def row(backend, threads, batch_size, rate):
+        return {"backend": backend, "threads": threads, "batch_size": batch_size,
+                "samples_per_second": {"median": rate}}
+
+    training = [row("numpy", 2, 128, 10.0), row("cpu", 2, 128, 150.0), row("cpu", 1, 128, 90.0),
+                row("cuda", 2, 128, 600.0), row("cpu", 2, 32, 40.0)]
+    pytorch = [{"batch_size": 128, "samples_per_second": {"median": 5.0}},
+               {"batch_size": 1024, "samples_per_second": {"median": 50.0}}]
+    ratios = bench.report.training_ratios(training, pytorch, [32, 128], threads=2)
+    # batch 32 has no numpy or cuda figure, batch 1024 no cpu figure: no ratio for either
+    assert ratios == {"cpu/numpy batch 128": 15.0, "cuda/cpu batch 128": 4.0, "cpu/torch-dense batch 128": 30.0}
+    assert bench.report.training_ratios(training, [], [128], threads=1) == {}
