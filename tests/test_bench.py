@@ -301,6 +301,7 @@ def test_bad_batch_size_lists_are_usage_errors(capsys, option, value):
     ("--evaluate-samples", "-1"), ("--evaluate-samples", "ten"), ("--evaluate-samples", "2.5"),
     ("--repeats", "0"), ("--steps", "0"), ("--samples", "0"), ("--units", "0"), ("--units", "-3"),
     ("--threads", "0"), ("--threads", "some"),
+    ("--backends", "cpu,gpu"), ("--backends", "cpu,"), ("--backends", "cpu,numpy,cpu"),
 ])
 def test_bad_counts_are_usage_errors(capsys, option, value):
     """Refused before anything is measured (--repeats 0 once crashed on an empty median, and
@@ -328,6 +329,12 @@ def test_thread_settings_parse():
     parse = bench.build_parser().parse_args
     assert [parse(["--threads", t]).threads for t in ("both", "all", "1", "2")] == ["both", "all", 1, 2]
     assert parse([]).threads == "both" and parse(["--evaluate-samples", "0"]).evaluate_samples == 0
+
+
+def test_backend_lists_parse():
+    parse = bench.build_parser().parse_args
+    assert parse([]).backends == ["numpy", "cpu", "cuda"]
+    assert parse(["--backends", "cpu, numpy"]).backends == ["cpu", "numpy"]
 
 
 def test_batch_size_lists_parse():

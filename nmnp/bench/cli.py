@@ -9,7 +9,7 @@ import sys
 from ..atomic import atomic_write_json, check_output_path
 from ..config import NetworkConfig
 from ..errors import ConfigError, NmnpError
-from ..kernels.backend import quiet_low_occupancy_warnings
+from ..kernels.backend import BACKENDS, quiet_low_occupancy_warnings
 from ..system import describe_machine
 from .memory import measure_demo_memory
 from .report import run_bench
@@ -25,6 +25,19 @@ def _batch_size_list(text: str) -> list[int]:
     if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"batch sizes must be at least 1, got {text!r}")
     return sizes
+
+
+def _backend_list(text: str) -> list[str]:
+    """"numpy,cpu" -> ["numpy", "cpu"]; an unknown or repeated name is a usage error (a
+    known backend that cannot run here, cuda without a GPU, is skipped with the reason)."""
+    names = [part.strip() for part in text.split(",")]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend {unknown[0]!r} in {text!r}; "
+                                         f"choose from {', '.join(BACKENDS)}")
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"a backend is named twice in {text!r}")
+    return names
 
 
 def _whole_number(minimum: int):
@@ -58,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m nmnp.bench",
         description="How fast nmnp trains and infers, and how close to the machine's limit.")
-    p.add_argument("--backends", "--backend", default="numpy,cpu,cuda",
+    p.add_argument("--backends", "--backend", type=_backend_list, default="numpy,cpu,cuda",
                    help="comma-separated (default numpy,cpu,cuda; cuda is skipped with the reason when no GPU)")
     p.add_argument("--batch-sizes", type=_batch_size_list, default="1,32,128,1024")
     p.add_argument("--threads", type=_thread_setting, default="both",

@@ -28,7 +28,7 @@ def _steps(args, batch_size: int) -> int:
 def run_bench(args, say=print) -> dict:
     """Measure every section that ``args`` (from :func:`~nmnp.bench.cli.build_parser`) asks
     for, print each figure through ``say`` as it comes, and return the whole report."""
-    backends = args.backends.split(",")
+    backends = args.backends
     all_threads = set_threads(None)
     if isinstance(args.threads, int) and args.threads > all_threads:  # refuse before measuring
         raise ConfigError(f"--threads {args.threads} exceeds the {all_threads} threads Numba was started with")
