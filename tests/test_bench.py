@@ -181,6 +181,9 @@ def test_timed_leaves_out_the_warm_up_and_reports_median_min_max(monkeypatch):
         clock["now"] += next(costs)
 
     assert bench.timed(run, repeats=5) == {"median": 3.0, "min": 1.0, "max": 5.0}
+    # without the warm-up, the first (slow) call is one of the timed ones
+    costs = iter([100.0, 3.0, 1.0])
+    assert bench.timed(run, repeats=3, warmup=False) == {"median": 3.0, "min": 1.0, "max": 100.0}
 
 
 def test_paired_ratios_survive_a_change_in_machine_speed(monkeypatch):

@@ -7,9 +7,11 @@ import time
 import numpy as np
 
 
-def timed(fn, repeats: int) -> dict:
-    """Median/min/max seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
-    fn()
+def timed(fn, repeats: int, warmup: bool = True) -> dict:
+    """Median/min/max seconds of ``fn()`` over ``repeats`` runs, after one untimed warm-up
+    run (a JIT compile, caches) unless ``warmup`` is False."""
+    if warmup:
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -62,15 +62,9 @@ assert images.shape == (1024, n_in) and images.dtype == np.float32
 
 
 def best_time(fn, repeats=3, warmup=True):
-    """Seconds of the fastest of `repeats` calls of fn() (after one untimed call if warmup)."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """Seconds of the fastest of `repeats` calls of fn(), after one untimed call (the JIT
+    compile) if warmup: the fastest of the bench's median, min and max."""
+    return bench.timed(fn, repeats, warmup=warmup)["min"]
 
 
 def max_rel_err(a, b):
