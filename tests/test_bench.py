@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from nmnp import NetworkConfig
-from nmnp.model import ModulatedNetwork
-from nmnp import bench
+from nmnp import NetworkConfig, bench
 from nmnp.bench import (dense_inference_flops_per_sample, inference_flops_per_sample, main,
                         training_bytes_per_sample, training_flops_per_sample)
+from nmnp.model import ModulatedNetwork
 
 
 def test_flynet_work_counts_by_hand():
@@ -213,8 +212,6 @@ def test_cached_set_runner_trains_like_the_fused_path(broken):
     """The paired comparison with the encoded-set cache is like for like: replaying its
     batches through the fused training step lands on the same context. Feeding the replay
     other labels (broken=True) shows the comparison would notice a difference."""
-    import numpy as np
-
     from nmnp.optim import make_optimizer
 
     config = NetworkConfig(784, 96, 7, 10, 0)
