@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -374,3 +375,25 @@ def test_training_ratios_divide_the_right_figures():
     # batch 32 has no numpy or cuda figure, batch 1024 no cpu figure: no ratio for either
     assert ratios == {"cpu/numpy batch 128": 15.0, "cuda/cpu batch 128": 4.0, "cpu/torch-dense batch 128": 30.0}
     assert bench.report.training_ratios(training, [], [128], threads=1) == {}
+
+
+def test_training_section_gives_every_thread_back_even_when_interrupted(monkeypatch):
+    """A one-thread measurement that fails (or is interrupted) must not leave the rest of the
+    bench, or the caller, on one thread."""
+    import numba
+
+    all_threads = bench.report.set_threads(None)
+    if all_threads < 2:
+        pytest.skip("needs at least two Numba threads")
+    seen = []
+
+    def interrupted(backend, config, batch_size, repeats, steps):
+        seen.append(numba.get_num_threads())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.report, "measure_training", interrupted)
+    args = argparse.Namespace(batch_sizes=[4], repeats=1, steps=1, samples=4)
+    with pytest.raises(KeyboardInterrupt):
+        bench.report.training_section(args, NetworkConfig(784, 16, 7, 10, 0), ["cpu"], [1], all_threads,
+                                      {"sgemm_gflops": 1.0, "stream_gbs": 1.0}, say=lambda line: None)
+    assert seen == [1] and numba.get_num_threads() == all_threads

@@ -47,7 +47,6 @@ def run_bench(args, say=print) -> dict:
     say(f"work per training sample: {training_flops_per_sample(config):,} flops (see training_flops_per_sample)")
 
     out["training"] = training_section(args, config, backends, thread_counts, all_threads, peaks, say)
-    set_threads(all_threads)
     out["inference"], dense = inference_section(args, config, backends, all_threads, peaks, say)
     if dense:
         out["pytorch_inference"] = dense
@@ -74,29 +73,33 @@ def run_bench(args, say=print) -> dict:
 def training_section(args, config, backends, thread_counts, all_threads: int, peaks: dict, say) -> list[dict]:
     """Training samples/s per backend, thread count and batch size, each host figure with its
     share of :func:`~nmnp.bench.roofline.training_roofline`. A backend that cannot run here
-    (cuda without a GPU) is reported as skipped, with the reason."""
+    (cuda without a GPU) is reported as skipped, with the reason. Every thread is in use
+    again when it returns."""
     results = []
     say("\ntraining samples/s: median [min .. max]")
-    for backend in backends:
-        # the GPU does not use the CPU thread count: measure it once
-        for threads in (thread_counts if backend != "cuda" else [all_threads]):
-            set_threads(threads)
-            try:
-                for bs in args.batch_sizes:
-                    if backend == "cuda":
-                        r = measure_training_cuda(config, bs, args.repeats, _steps(args, bs))
-                    else:
-                        r = measure_training(backend, config, bs, args.repeats, _steps(args, bs))
-                    r.update(backend=backend, threads=threads, batch_size=bs)
-                    if backend != "cuda":  # the roofline's peaks are the CPU's
-                        limit = training_roofline(config, bs, peaks, threads, all_threads)
-                        r.update(roofline_samples_per_second=limit,
-                                 roofline_fraction=r["samples_per_second"]["median"] / limit)
-                    results.append(r)
-                    say(_training_line(r))
-            except BackendError as err:
-                say(f"  {backend}: skipped ({err})")
-                break
+    try:
+        for backend in backends:
+            # the GPU does not use the CPU thread count: measure it once
+            for threads in (thread_counts if backend != "cuda" else [all_threads]):
+                set_threads(threads)
+                try:
+                    for bs in args.batch_sizes:
+                        if backend == "cuda":
+                            r = measure_training_cuda(config, bs, args.repeats, _steps(args, bs))
+                        else:
+                            r = measure_training(backend, config, bs, args.repeats, _steps(args, bs))
+                        r.update(backend=backend, threads=threads, batch_size=bs)
+                        if backend != "cuda":  # the roofline's peaks are the CPU's
+                            limit = training_roofline(config, bs, peaks, threads, all_threads)
+                            r.update(roofline_samples_per_second=limit,
+                                     roofline_fraction=r["samples_per_second"]["median"] / limit)
+                        results.append(r)
+                        say(_training_line(r))
+                except BackendError as err:
+                    say(f"  {backend}: skipped ({err})")
+                    break
+    finally:
+        set_threads(all_threads)
     return results
 
 
