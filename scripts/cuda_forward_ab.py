@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 
 from nmnp import ModulatedNetwork, NetworkConfig
-from nmnp.kernels import get_backend
+from nmnp.kernels import cuda_kernels as kernels, get_backend
 
 
 def main() -> None:
@@ -33,12 +33,13 @@ def main() -> None:
     args = p.parse_args()
     warnings.filterwarnings("ignore", message=".*under-utilization")
     K = get_backend("cuda")
-    fixed_shape = K._forward_kernel
+    fixed_shape = kernels.forward_kernel
 
     def run_time_indexed(n_out, nt, dtype):
         if nt == 1:  # one task was always compiled for its shape
             return fixed_shape(n_out, nt, dtype)
-        return K._logit_partials(K._tasks_per_pass(n_out) * n_out, np.dtype(dtype).name)
+        width = kernels.tasks_per_pass(n_out) * n_out
+        return kernels.logit_partials_kernel(width, np.dtype(dtype).name)
 
     net = ModulatedNetwork(NetworkConfig.flynet(), "cuda")
     for _ in range(36):
@@ -53,7 +54,7 @@ def main() -> None:
             answers = {}
             for repeat in range(args.repeats + 1):  # the first round compiles: not timed
                 for name, forward in variants.items():
-                    K._forward_kernel = forward
+                    kernels.forward_kernel = forward
                     start = time.perf_counter()
                     answers[name] = K.task_predictions(x, net.encoder_indices, gains, strengths,
                                                        net.readout)
@@ -66,7 +67,7 @@ def main() -> None:
                   f"{rate['fixed shape'] / rate['run-time indices']:.2f}x "
                   f"(medians of {args.repeats}, alternating); same predictions: {same}")
     finally:
-        K._forward_kernel = fixed_shape
+        kernels.forward_kernel = fixed_shape
 
 
 if __name__ == "__main__":

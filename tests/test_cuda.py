@@ -18,6 +18,8 @@ import pytest
 from nmnp import ModulatedNetwork, NetworkConfig
 from nmnp.errors import BackendError, ConfigError, ShapeError, TrainingError
 from nmnp.kernels import KERNELS, get_backend, reference
+from nmnp.kernels import cuda_device as device
+from nmnp.kernels import cuda_kernels as kernels
 from nmnp.optim import SGD, Adam
 from nmnp.train import TaskTrainingReport, TrainSettings, train_task
 from toy_data import blobs
@@ -117,7 +119,7 @@ def test_cli_backend_cuda_without_gpu_or_simulator_fails_at_once():
 def test_compile_failure_message_names_the_fix(monkeypatch, error, advice):
     """A GPU whose numba-cuda cannot compile: a NumPy too new for numba-cuda is told apart
     from missing CUDA compiler libraries (seen on an H100 with NumPy 2.5.2, numba-cuda 0.30.4)."""
-    import nmnp.kernels.cuda as cuda_module
+    import nmnp.kernels.cuda_device as cuda_module
 
     if cuda_module.cuda is None:
         pytest.skip("numba-cuda is not installed")
@@ -131,7 +133,7 @@ def test_compile_failure_message_names_the_fix(monkeypatch, error, advice):
 
 
 def test_unavailable_messages_say_what_to_do(monkeypatch):
-    import nmnp.kernels.cuda as cuda_module
+    import nmnp.kernels.cuda_device as cuda_module
 
     if cuda_module.cuda is None:
         pytest.skip("numba-cuda is not installed")
@@ -274,25 +276,25 @@ def test_training_step_kernels_match_reference(K, config, shape, dtype):
     x, idx, c, s, W = _problem(rng, *shape, dtype)
     B, n = x.shape[0], idx.shape[0]
     dlogits = rng.normal(size=(B, W.shape[0])).astype(dtype)
-    tables = K._encoder_tables(idx)
-    rows = K._to_device(np.arange(B, dtype=np.int32))
-    xT, mean = K._stage(K._to_device(x), rows, x.shape[1], tables, x.dtype)
-    gains = K._to_device(np.stack([c, c]))
+    tables = device.encoder_tables(idx)
+    rows = device.to_device(np.arange(B, dtype=np.int32))
+    xT, mean = kernels.stage(device.to_device(x), rows, x.shape[1], tables, x.dtype)
+    gains = device.to_device(np.stack([c, c]))
     n_chunks = -(-n // K.current_config()["units_per_chunk"])
-    partials = K._empty((n_chunks, 1, W.shape[0], B), dtype)
-    hT = K._zeros((n, B), dtype)
-    W_dev, status = K._constant(W), K._status_zero()
-    K._launch(K._forward_kernel(W.shape[0], 1, dtype), K._grid2(B, n_chunks), K._tpb(), xT, 0,
-              B, tables.idx, mean, gains, 1, 1, W_dev, K.current_config()["units_per_chunk"],
-              partials, True, hT, status)
+    partials = device.empty((n_chunks, 1, W.shape[0], B), dtype)
+    hT = device.zeros((n, B), dtype)
+    W_dev, status = device.constant(W), device.status_zero()
+    device.launch(kernels.forward_kernel(W.shape[0], 1, dtype), device.grid2(B, n_chunks),
+                  device.tpb(), xT, 0, B, tables.idx, mean, gains, 1, 1, W_dev,
+                  K.current_config()["units_per_chunk"], partials, True, hT, status)
     h = reference.encoder_forward(x, idx)
-    np.testing.assert_allclose(K._host(hT), h.T, **TOL[dtype], err_msg="stored activity")
+    np.testing.assert_allclose(device.host(hT), h.T, **TOL[dtype], err_msg="stored activity")
     tile = K.current_config()["tile"]
-    gh_part = K._empty((-(-B // tile), n), dtype)
-    K._launch(K._context_grad_from_activity(np.dtype(dtype).name), K._grid2(n, gh_part.shape[0]),
-              K._tpb(), hT, B, W_dev, K._to_device(np.ascontiguousarray(dlogits.T)), tile,
-              gh_part, status)
-    gh = K._column_sums(gh_part)
+    gh_part = device.empty((-(-B // tile), n), dtype)
+    device.launch(kernels.context_grad_from_activity_kernel(np.dtype(dtype).name),
+                  device.grid2(n, gh_part.shape[0]), device.tpb(), hT, B, W_dev,
+                  device.to_device(np.ascontiguousarray(dlogits.T)), tile, gh_part, status)
+    gh = kernels.column_sums(gh_part)
     dc_ref, ds_ref = reference.context_grads(x, idx, c, s, W, dlogits)
     np.testing.assert_allclose(s * gh, dc_ref, **TOL[dtype], err_msg="dc")
     np.testing.assert_allclose(np.dot(c, gh), ds_ref, **TOL[dtype], err_msg="ds")
@@ -371,9 +373,9 @@ def test_uploads_never_carry_a_zero_stride(K):
     context on an H100, at every upload), so uploads get ordinary strides first."""
     row = np.arange(6, dtype=np.float32)[None, :]
     assert 0 in row.strides
-    dev = K._to_device(row)
+    dev = device.to_device(row)
     assert 0 not in dev.strides
-    np.testing.assert_array_equal(K._host(dev), row)
+    np.testing.assert_array_equal(device.host(dev), row)
 
 
 @needs_cuda
@@ -383,10 +385,10 @@ def test_fixed_weights_are_uploaded_once(K):
     t = net.add_task()
     x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
     net.evaluate(x, np.zeros(4, np.int64), t)
-    assert id(net.readout) in K._constants and id(net.encoder_indices) in K._tables
-    first = K._constants[id(net.readout)][1]
+    assert id(net.readout) in device._constants and id(net.encoder_indices) in device._tables
+    first = device._constants[id(net.readout)][1]
     net.evaluate(x, np.zeros(4, np.int64), t)
-    assert K._constants[id(net.readout)][1] is first
+    assert device._constants[id(net.readout)][1] is first
 
 
 # ------------------------------------------------------------------------------ training
@@ -501,9 +503,9 @@ def test_record_transfers_sees_every_copy_and_stops_at_the_end_of_the_block(K):
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     with K.record_transfers() as outer:
         with K.record_transfers() as inner:
-            back = K._host(K._to_device(a))
-        K._to_device(a[0])
-    K._to_device(a)  # after both blocks: recorded nowhere
+            back = device.host(device.to_device(a))
+        device.to_device(a[0])
+    device.to_device(a)  # after both blocks: recorded nowhere
     np.testing.assert_array_equal(back, a)
     assert inner == {"up": [(2, 3)], "down": [(2, 3)]}
     assert outer == {"up": [(2, 3), (3,)], "down": [(2, 3)]}

@@ -31,29 +31,17 @@ import functools
 import numba
 import numpy as np
 
-from .cuda import (
-    _constant,
-    _empty,
-    _encoder_tables,
-    _forward_partials,
-    _grid1,
-    _host,
-    _launch,
-    _stage,
-    _status_zero,
-    _tasks_per_pass,
-    _to_device,
-    _tpb,
-    cuda,
-)
+from . import cuda_device as device
+from . import cuda_kernels as kernels
+from .cuda_device import cuda
 from .reference import check_batch_size, competing_classes
 
 
 @functools.lru_cache(maxsize=8)
 def _numbers(n: int) -> np.ndarray:
-    """A read-only ``arange(n)`` (int32), so that :func:`_constant` keeps its device copy: the
-    row numbers of a set, or every class as the competing classes. Each upload costs the
-    host about as much as a kernel launch."""
+    """A read-only ``arange(n)`` (int32), so that :func:`~nmnp.kernels.cuda_device.constant`
+    keeps its device copy: the row numbers of a set, or every class as the competing classes.
+    Each upload costs the host about as much as a kernel launch."""
     a = np.arange(n, dtype=np.int32)
     a.flags.writeable = False
     return a
@@ -118,27 +106,27 @@ def task_predictions(x, idx, gains, strengths, W, classes=None, batch_size=None)
     batch_size = check_batch_size(batch_size, DEVICE_BATCH)
     if B == 0 or T == 0:
         return np.empty((T, B), dtype=np.int64)
-    tables = _encoder_tables(idx)
-    x_dev = _to_device(x)
-    rows = _constant(_numbers(B))
-    gains_dev = _to_device(gains)
-    strengths_dev = _to_device(np.asarray(strengths, dtype=np.float64).reshape(T))
+    tables = device.encoder_tables(idx)
+    x_dev = device.to_device(x)
+    rows = device.constant(_numbers(B))
+    gains_dev = device.to_device(gains)
+    strengths_dev = device.to_device(np.asarray(strengths, dtype=np.float64).reshape(T))
     if every_class:
-        classes_dev = _constant(_numbers(n_out))
+        classes_dev = device.constant(_numbers(n_out))
     else:
-        classes_dev = _to_device(classes.astype(np.int32))
-    W_dev = _constant(W)
-    predictions = _empty((T, B), np.int32)
+        classes_dev = device.to_device(classes.astype(np.int32))
+    W_dev = device.constant(W)
+    predictions = device.empty((T, B), np.int32)
     kernel = _predict_kernel(np.dtype(x.dtype).name)
-    per_pass = _tasks_per_pass(n_out)
+    per_pass = kernels.tasks_per_pass(n_out)
     for lo in range(0, B, batch_size):
         nb = min(batch_size, B - lo)
         batch_rows = rows if nb == B else rows[lo : lo + nb]  # a device slice costs the host too
-        xT, mean = _stage(x_dev, batch_rows, n_in, tables, x.dtype)
+        xT, mean = kernels.stage(x_dev, batch_rows, n_in, tables, x.dtype)
         for t0 in range(0, T, per_pass):
             nt = min(per_pass, T - t0)
-            partials = _forward_partials(xT, 0, nb, tables.idx, mean, gains_dev, t0, nt, W_dev,
-                                         _status_zero())
-            _launch(kernel, _grid1(nt * nb), _tpb(), partials, strengths_dev, t0, classes_dev,
-                    lo, predictions)
-    return _host(predictions).astype(np.int64)
+            partials = kernels.forward_partials(xT, 0, nb, tables.idx, mean, gains_dev, t0, nt,
+                                                W_dev, device.status_zero())
+            device.launch(kernel, device.grid1(nt * nb), device.tpb(), partials, strengths_dev, t0,
+                          classes_dev, lo, predictions)
+    return device.host(predictions).astype(np.int64)

@@ -66,8 +66,9 @@ import numpy as np
 
 from ..errors import ShapeError, TrainingError
 from ..initializers import SHUFFLE, rng_for
-from . import cuda as K
-from .cuda import cuda
+from . import cuda_device as device
+from . import cuda_kernels as kernels
+from .cuda_device import cuda
 
 #: Optimiser update rules by name, as the ``rule`` argument of the step kernel.
 RULES = {"rmsprop": 0, "sgd": 1, "adam": 2}
@@ -317,56 +318,58 @@ class ResidentTask:
         self.N, self.n_in, self.n, self.n_out, self.dtype = N, n_in, n, n_out, dtype
         self.batch_size = batch_size
         self.rule, self.lr, self.h = rule, hyper["lr"], hyper["h"]
-        self.tpb = K._tpb()
-        self.tables = K._encoder_tables(idx)
-        self.idx, self.counts, self.W = self.tables.idx, self.tables.counts(n_in), K._constant(W)
+        self.tpb = device.tpb()
+        self.tables = device.encoder_tables(idx)
+        self.idx, self.counts = self.tables.idx, self.tables.counts(n_in)
+        self.W = device.constant(W)
         cls = np.arange(n_out) if classes is None else np.asarray(classes)
-        self.classes = K._to_device(cls.astype(np.int32))
+        self.classes = device.to_device(cls.astype(np.int32))
         # Data: resident for all epochs.
-        self.x = K._to_device(x)
-        self.y = K._to_device(np.asarray(y, dtype=np.int32))
-        self.xT = K._empty((n_in, N), dtype)
-        self.mean = K._empty(N, dtype)
+        self.x = device.to_device(x)
+        self.y = device.to_device(np.asarray(y, dtype=np.int32))
+        self.xT = device.empty((n_in, N), dtype)
+        self.mean = device.empty(N, dtype)
         self.order = None
         # Parameters and optimiser state: two buffers each (see the module docstring).
         both = lambda a: np.stack([a, a]).astype(dtype)  # noqa: E731
-        self.gains = K._to_device(both(np.asarray(gains).reshape(n)))
-        self.strength = K._to_device(both(np.asarray(strength).reshape(1)))
+        self.gains = device.to_device(both(np.asarray(gains).reshape(n)))
+        self.strength = device.to_device(both(np.asarray(strength).reshape(1)))
         state = state or {}
         zeros_n, zeros_1 = np.zeros(n, dtype), np.zeros(1, dtype)
-        self.slot1 = K._to_device(both(state.get((0, "gains"), zeros_n)))
-        self.slot2 = K._to_device(both(state.get((1, "gains"), zeros_n)))
-        self.sslot1 = K._to_device(both(state.get((0, "strength"), zeros_1)))
-        self.sslot2 = K._to_device(both(state.get((1, "strength"), zeros_1)))
+        self.slot1 = device.to_device(both(state.get((0, "gains"), zeros_n)))
+        self.slot2 = device.to_device(both(state.get((1, "gains"), zeros_n)))
+        self.sslot1 = device.to_device(both(state.get((0, "strength"), zeros_1)))
+        self.sslot2 = device.to_device(both(state.get((1, "strength"), zeros_1)))
         # Per-step scratch, sized for a full batch.
         nb = min(batch_size, N)
-        self.chunk, self.tile = chunk, tile = K._config["units_per_chunk"], K._config["tile"]
+        settings = device.launch_settings
+        self.chunk, self.tile = chunk, tile = settings["units_per_chunk"], settings["tile"]
         self.start_step = start_step
-        self.partials = K._empty((-(-n // chunk), 1, n_out, nb), dtype)
-        self.z = K._empty((nb, n_out), dtype)
-        self.dlT = K._empty((n_out, nb), dtype)
-        self.gh_part = K._empty((-(-nb // tile), n), dtype)
+        self.partials = device.empty((-(-n // chunk), 1, n_out, nb), dtype)
+        self.z = device.empty((nb, n_out), dtype)
+        self.dlT = device.empty((n_out, nb), dtype)
+        self.gh_part = device.empty((-(-nb // tile), n), dtype)
         # The forward stores the batch's activity for the backward when it fits the cap.
         self.store_h = n * nb * np.dtype(dtype).itemsize <= ACTIVITY_BYTES_CAP
-        self.hT = K._empty((n, nb), dtype) if self.store_h else K._no_activity(dtype)
-        self.step_blocks = K._grid1(n)
-        self.ds_part = K._zeros(self.step_blocks, np.float64)
+        self.hT = device.empty((n, nb), dtype) if self.store_h else device.no_activity(dtype)
+        self.step_blocks = device.grid1(n)
+        self.ds_part = device.zeros(self.step_blocks, np.float64)
         # The four kernels of a step and their grids, looked up once (the step is hot).
         dtype_name = np.dtype(dtype).name
-        self.k_forward = K._forward_kernel(n_out, 1, dtype)
+        self.k_forward = kernels.forward_kernel(n_out, 1, dtype)
         self.k_loss = _loss_kernel()
-        self.k_backward = (K._context_grad_from_activity(dtype_name) if self.store_h
-                           else K._context_grad_partials(dtype_name))
+        self.k_backward = (kernels.context_grad_from_activity_kernel(dtype_name) if self.store_h
+                           else kernels.context_grad_partials_kernel(dtype_name))
         self.k_step = _step_kernel(self.tpb, dtype_name)
-        cap_x = lambda items: K._blocks(items, self.tpb)  # noqa: E731
-        cap_y = lambda rows: K._blocks(rows, 1, K._GRID_YZ_MAX)  # noqa: E731
+        cap_x = lambda items: device.blocks(items, self.tpb)  # noqa: E731
+        cap_y = lambda rows: device.blocks(rows, 1, device.GRID_YZ_MAX)  # noqa: E731
         self.grid_forward = lambda nb: (cap_x(nb), cap_y(self.partials.shape[0]))  # noqa: E731
-        self.grid_loss = lambda nb: K._blocks(nb, max(1, self.tpb // n_out))  # noqa: E731
+        self.grid_loss = lambda nb: device.blocks(nb, max(1, self.tpb // n_out))  # noqa: E731
         self.grid_backward = (cap_x(n), cap_y(self.gh_part.shape[0]))
-        self.counter = K._zeros(1, np.int32)
-        self.status = K._zeros(4, np.int32)
-        self.sample_loss = K._zeros(N, np.float64)
-        self.sample_correct = K._zeros(N, np.int32)
+        self.counter = device.zeros(1, np.int32)
+        self.status = device.zeros(4, np.int32)
+        self.sample_loss = device.zeros(N, np.float64)
+        self.sample_correct = device.zeros(N, np.int32)
         self.steps_done = 0
 
     def begin_epoch(self, order) -> None:
@@ -376,12 +379,13 @@ class ResidentTask:
 
     def upload_order(self, order) -> None:
         """The epoch's sample order, host to device (N int32)."""
-        self.order = K._to_device(np.asarray(order, dtype=np.int32))
+        self.order = device.to_device(np.asarray(order, dtype=np.int32))
 
     def stage(self) -> None:
         """``xT`` and the sample means in the uploaded order (the per-epoch launch)."""
-        K._launch(K._plain(self.dtype)["stage_batch"], K._grid1(self.N), self.tpb, self.x,
-                  self.order, self.counts, 1.0 / self.n, True, self.xT, self.mean)
+        device.launch(kernels.plain_kernels(self.dtype)["stage_batch"], device.grid1(self.N),
+                      self.tpb, self.x, self.order, self.counts, 1.0 / self.n, True, self.xT,
+                      self.mean)
 
     def step(self, col0: int, nb: int) -> None:
         """One optimiser step on epoch positions ``col0 .. col0+nb-1`` (4 launches, no sync)."""
@@ -389,41 +393,42 @@ class ResidentTask:
         rd, wr = g % 2, 1 - g % 2
         step_id = g + 1
         tpb = self.tpb
-        K._launch(self.k_forward, self.grid_forward(nb), tpb, self.xT, col0, nb, self.idx,
-                  self.mean, self.gains, rd, 1, self.W, self.chunk, self.partials, self.store_h,
-                  self.hT, self.status)
-        K._launch(self.k_loss, self.grid_loss(nb), tpb, self.partials, self.strength, rd,
-                  self.order, self.y, self.classes, col0, nb, self.z, self.dlT,
-                  self.sample_loss, self.sample_correct, step_id, self.status)
+        device.launch(self.k_forward, self.grid_forward(nb), tpb, self.xT, col0, nb, self.idx,
+                      self.mean, self.gains, rd, 1, self.W, self.chunk, self.partials, self.store_h,
+                      self.hT, self.status)
+        device.launch(self.k_loss, self.grid_loss(nb), tpb, self.partials, self.strength, rd,
+                      self.order, self.y, self.classes, col0, nb, self.z, self.dlT,
+                      self.sample_loss, self.sample_correct, step_id, self.status)
         if self.store_h:
-            K._launch(self.k_backward, self.grid_backward, tpb, self.hT, nb, self.W, self.dlT,
-                      self.tile, self.gh_part, self.status)
+            device.launch(self.k_backward, self.grid_backward, tpb, self.hT, nb, self.W, self.dlT,
+                          self.tile, self.gh_part, self.status)
         else:
-            K._launch(self.k_backward, self.grid_backward, tpb, self.xT, col0, nb, self.idx,
-                      self.mean, self.W, self.dlT, self.tile, self.gh_part, self.status)
+            device.launch(self.k_backward, self.grid_backward, tpb, self.xT, col0, nb, self.idx,
+                          self.mean, self.W, self.dlT, self.tile, self.gh_part, self.status)
         t = self.start_step + g + 1  # the optimiser's step count, from 1 (Adam's corrections)
         c1 = c2 = 1.0
         if self.rule == RULES["adam"]:
             c1, c2 = 1.0 - self.h[0] ** t, 1.0 - self.h[1] ** t
-        K._launch(self.k_step, self.step_blocks, tpb, self.gh_part, self.gains, self.strength,
-                  self.slot1, self.slot2, self.sslot1, self.sslot2, rd, wr, self.rule, self.lr,
-                  self.h[0], self.h[1], self.h[2], c1, c2, t == 1, step_id, self.ds_part,
-                  self.counter, self.status)
+        device.launch(self.k_step, self.step_blocks, tpb, self.gh_part, self.gains, self.strength,
+                      self.slot1, self.slot2, self.sslot1, self.sslot2, rd, wr, self.rule, self.lr,
+                      self.h[0], self.h[1], self.h[2], c1, c2, t == 1, step_id, self.ds_part,
+                      self.counter, self.status)
         self.steps_done += 1
 
     def metrics(self):
         """(status (4,), per-sample losses (N,), hits (N,)): the only per-epoch download."""
-        return K._host(self.status), K._host(self.sample_loss), K._host(self.sample_correct)
+        return (device.host(self.status), device.host(self.sample_loss),
+                device.host(self.sample_correct))
 
     def last_good_buffer(self) -> int:
         """The buffer holding the last finite parameters: the one the failed step read, or the
         one the next step would read."""
-        status = K._host(self.status)
+        status = device.host(self.status)
         return (int(status[1]) - 1) % 2 if status[0] != 0 else self.steps_done % 2
 
     def params(self, buffer: int):
         """(gains, strength) of buffer 0 or 1, on the host."""
-        return K._host(self.gains)[buffer], K._host(self.strength)[buffer]
+        return device.host(self.gains)[buffer], device.host(self.strength)[buffer]
 
 
 def _initial_state(optimizer) -> dict:
@@ -547,7 +552,7 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     from ..initializers import initial_context, sparse_encoder_indices, uniform_readout
     from ..optim import make_optimizer
 
-    K.check_available()
+    device.check_available()
     config = config or NetworkConfig.flynet(seed, "float32")
     dtype = np.dtype(config.dtype)
     n_samples = n_samples or max(batch_size, batch_size * steps)
@@ -561,7 +566,7 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     y = rng.integers(0, config.n_outputs, n_samples)
     opt = make_optimizer(optimizer, {"gains": gains.copy(), "strength": strength.copy()}, 0.01)
     rule, hyper = optimizer_rule(opt)
-    sync = (lambda: None) if K._compile_only is not None else cuda.synchronize
+    sync = (lambda: None) if device.compile_only is not None else cuda.synchronize
     steps_per_epoch = -(-n_samples // batch_size)
 
     def timed(fn):
@@ -578,7 +583,7 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     order = rng.permutation(n_samples)
     order_upload = timed(lambda: run.upload_order(order))
     stage = timed(run.stage)
-    counts_before = dict(K.launch_counts)
+    counts_before = dict(device.launch_counts)
 
     queued = []
 
@@ -592,18 +597,18 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     timed(some_steps)  # warm-up: compiles every kernel
     queued.clear()
     per_step = [timed(some_steps) / steps for _ in range(max(1, repeats))]
-    launched = sum(K.launch_counts.values()) - sum(counts_before.values())
+    launched = sum(device.launch_counts.values()) - sum(counts_before.values())
     metrics = timed(run.metrics)
     median = float(np.median(per_step))
     return {
-        "device": K.device_name() if K._compile_only is None else "compile only",
-        "simulator": K.SIMULATOR,
+        "device": device.device_name() if device.compile_only is None else "compile only",
+        "simulator": device.SIMULATOR,
         "config": config.to_dict() if hasattr(config, "to_dict") else repr(config),
         "batch_size": batch_size,
         "n_samples": n_samples,
         "steps": steps,
         "repeats": max(1, repeats),
-        "launch_config": K.current_config(),
+        "launch_config": device.current_config(),
         "upload_seconds": upload,
         "upload_bytes": int(x.nbytes + y.size * 4 + 6 * (gains.nbytes + strength.nbytes)),
         "order_upload_seconds": order_upload,
