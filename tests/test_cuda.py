@@ -8,6 +8,7 @@ show as skipped with the reason, and the ones about failing cleanly still run.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -180,6 +181,53 @@ def test_every_kernel_compiles_for_a_real_gpu():
             "context_grad_from_activity", "optimizer_step",
             "stage_batch", "encode", "encoder_input_grad", "readout_forward",
             "readout_backward", "sum_rows", "scale_partials", "dz_means", "predict_classes"} <= compiled
+
+
+# Compiles fused forward kernels to PTX in a child process (no simulator there) and prints, for
+# each, whether the PTX declares a local-memory array (a "__local_depot").
+_LOCAL_MEMORY_PROBE = """
+import json, numba, numpy as np
+from numba import cuda
+from nmnp.kernels import cuda_kernels as kernels
+
+def uses_local_memory(kernel, dtype):
+    t = numba.from_dtype(np.dtype(dtype))
+    i64 = numba.int64
+    # the argument types cuda_kernels.forward_partials and resident training launch it with
+    sig = (t[:, :], i64, i64, numba.int32[:, :], t[:], t[:, :], i64, i64, t[:, :], i64,
+           t[:, :, :, :], numba.boolean, t[:, :], numba.int32[:])
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+    return "__local_depot" in ptx
+
+found = {}
+for dtype in ("float32", "float64"):
+    for tasks in (1, 4):  # one task: the training step; four 10-class tasks: evaluation
+        found[f"{dtype}, {tasks} x 10 outputs"] = uses_local_memory(
+            kernels.forward_kernel(10, tasks, dtype), dtype)
+# 14 outputs: no whole task beside another fits the 40 accumulators, so the kernel indexes
+# them at run time; the probe must see that one's local memory, or it proves nothing
+found["float32, run-time indices"] = uses_local_memory(
+    kernels.forward_kernel(14, 3, "float32"), "float32")
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_nvvm_missing() is not None, reason=str(_nvvm_missing()))
+def test_fused_forward_keeps_its_accumulators_in_registers():
+    """The fused forward is compiled for each (tasks, outputs) shape so that every index into
+    a thread's accumulators is known at compile time and they stay in registers, not in
+    local memory (see ``cuda_kernels.logit_partials_kernel``). In PTX, an array in local
+    memory is a ``__local_depot``: the fixed-shape kernels have none; the run-time-indexed
+    kernel, which shows the probe can tell them apart, has one."""
+    run = subprocess.run([sys.executable, "-c", _LOCAL_MEMORY_PROBE], env=_env_without_simulator(),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout) == {
+        "float32, 1 x 10 outputs": False, "float32, 4 x 10 outputs": False,
+        "float64, 1 x 10 outputs": False, "float64, 4 x 10 outputs": False,
+        "float32, run-time indices": True,
+    }
 
 
 # ------------------------------------------------------------------------------ kernels
