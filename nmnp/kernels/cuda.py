@@ -239,13 +239,15 @@ def benchmark_training(config=None, *, batch_size: int = 1024, n_samples: int | 
 
 
 # ------------------------------------------------------------------------------ compile check
-def _compile_everything(cc=(9, 0)) -> list[str]:
+def _compile_everything(cc=(9, 0)) -> dict[str, list[str]]:
     """Compile every kernel, with the argument types its callers pass, to PTX for ``cc``.
 
     Needs NVVM and NVRTC (pip packages nvidia-nvvm, nvidia-cuda-nvrtc) but no GPU, and the
     simulator off: it checks that every kernel is valid numba.cuda code (which the simulator,
     running plain Python, cannot). Runs each public function and a short resident training
-    run on tiny inputs with launches replaced by compilation. Returns the kernels compiled.
+    run on tiny inputs with launches replaced by compilation. Returns the PTX of each kernel
+    compiled, by kernel name (one text per signature), so tests can read what the hardware
+    will run: which kernels use atomics, for example.
     """
     if SIMULATOR:
         raise BackendError("compile check needs the simulator off (unset NUMBA_ENABLE_CUDASIM)")
@@ -279,7 +281,11 @@ def _compile_everything(cc=(9, 0)) -> list[str]:
             task_predictions(x, idx, np.stack([c, c]), np.ones(2), W, np.array([2, 0]), 3)
             context_grads(x, idx, c, 0.5, W, dy)
             _compile_training(dt)
-        return sorted({key[0] for key in device.compile_only if key != "__cc__"})
+        compiled = {}
+        for key, ptx in device.compile_only.items():
+            if key != "__cc__":
+                compiled.setdefault(key[0], []).append(ptx)
+        return dict(sorted(compiled.items()))
     finally:
         device.compile_only = None
         dispatcher.get_current_device = real_device

@@ -207,8 +207,8 @@ def grid2(nx: int, ny: int) -> tuple[int, int]:
 # and tests: how many kernels one training step takes) and make a compile-only mode possible
 # (nmnp.kernels.cuda._compile_everything): arrays stay NumPy and each launch compiles PTX.
 
-#: None, or while the compile check runs, ``{"__cc__": (major, minor)}`` plus one key per
-#: kernel signature compiled so far.
+#: None, or while the compile check runs, ``{"__cc__": (major, minor)}`` plus the PTX of each
+#: kernel signature compiled so far, under ``(kernel name, id, signature)``.
 compile_only: dict | None = None
 #: Launches per kernel name since the process started (read it; never rebind it).
 launch_counts: dict[str, int] = {}
@@ -284,8 +284,7 @@ def _compile_ptx(kernel, args) -> None:
     sig = tuple(numba.typeof(a) for a in args)
     key = (kernel.py_func.__name__, id(kernel), sig)
     if key not in compile_only:
-        cuda.compile_ptx(kernel.py_func, sig, cc=compile_only["__cc__"])
-        compile_only[key] = True
+        compile_only[key], _ = cuda.compile_ptx(kernel.py_func, sig, cc=compile_only["__cc__"])
 
 
 # Device copies of read-only host arrays (the model's fixed encoder indices and readout are
