@@ -167,32 +167,47 @@ def _nvvm_missing():
     return None
 
 
+# Compiles every kernel to PTX in a child process (no simulator there) and prints, per kernel,
+# the atomic instructions its PTX holds and whether it has barriers or shared memory.
+_PTX_CONTRACT_PROBE = r"""
+import json, re
+from nmnp.kernels import cuda
+
+found = {}
+for name, texts in cuda._compile_everything().items():
+    found[name] = {
+        "atomics": sorted({op for t in texts for op in re.findall(r"\b(?:atom|red)\.[\w.]+", t)}),
+        "barrier": any(re.search(r"\bbar(?:rier)?\.", t) for t in texts),
+        "shared": any(re.search(r"\.shared\b", t) for t in texts),
+    }
+print(json.dumps(found))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_nvvm_missing() is not None, reason=str(_nvvm_missing()))
-def test_every_kernel_compiles_for_a_real_gpu_and_only_the_training_step_uses_atomics():
+def test_every_kernel_compiles_for_a_real_gpu_and_keeps_the_kernels_contract():
     """The simulator runs kernels as Python, so it cannot tell whether they are valid
     numba.cuda code; compiling them to PTX (no GPU needed) can. The PTX also shows the
-    determinism contract of cuda_kernels: no kernel accumulates data with atomics. The two
-    that hold atomics are the training step's loss kernel (the first error wins the status
-    word, by compare-and-swap) and its optimiser step (the ticket that elects the last block,
-    and reads through L2 written as adding 0.0); that the probe finds those shows it would
-    find others."""
-    code = ("import json, re; from nmnp.kernels import cuda; "
-            "ptx = cuda._compile_everything(); "
-            "print(json.dumps({name: sorted({op for text in texts "
-            "for op in re.findall(r'\\b(?:atom|red)\\.[\\w.]+', text)}) "
-            "for name, texts in ptx.items()}))")
-    run = subprocess.run([sys.executable, "-c", code], env=_env_without_simulator(),
+    contract ``cuda_kernels`` states: no kernel accumulates data with atomics, and none uses
+    shared memory or barriers, except the training step's two. Its loss kernel has the
+    first error win the status word (compare-and-swap) and a barrier per group of samples;
+    its optimiser step reduces in shared memory, elects the last block with a ticket and
+    reads the other blocks' sums through L2 as atomic adds of 0.0. That the probe finds
+    those shows it would find others."""
+    run = subprocess.run([sys.executable, "-c", _PTX_CONTRACT_PROBE], env=_env_without_simulator(),
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    atomics = json.loads(run.stdout)
+    kernels_ptx = json.loads(run.stdout)
     assert {"logit_partials", "loss_and_dlogits", "context_grad_partials",
             "context_grad_from_activity", "optimizer_step", "stage_batch", "encode",
             "encoder_input_grad", "readout_forward", "readout_backward", "sum_rows",
-            "scale_partials", "dz_means", "predict_classes"} <= set(atomics)
-    assert {name: ops for name, ops in atomics.items() if ops} == {
-        "loss_and_dlogits": ["atom.global.cas.b32"],
-        "optimizer_step": ["atom.global.add.f64", "atom.global.add.u32", "atom.global.cas.b32"],
+            "scale_partials", "dz_means", "predict_classes"} <= set(kernels_ptx)
+    plain = {"atomics": [], "barrier": False, "shared": False}
+    assert {name: found for name, found in kernels_ptx.items() if found != plain} == {
+        "loss_and_dlogits": {"atomics": ["atom.global.cas.b32"], "barrier": True, "shared": False},
+        "optimizer_step": {"atomics": ["atom.global.add.f64", "atom.global.add.u32",
+                                       "atom.global.cas.b32"], "barrier": True, "shared": True},
     }
 
 

@@ -34,7 +34,8 @@ Common contract
   data, so results are deterministic run to run. (The training step uses one atomic counter
   to elect the block that finishes a reduction; see :mod:`nmnp.kernels.cuda_training`.) A
   test reads the compiled PTX of every kernel to check that no other kernel holds an atomic,
-  and another that the fused forward's accumulators stay out of local memory.
+  a barrier or shared memory, and another that the fused forward's accumulators stay out of
+  local memory.
 * No shared memory and no barriers in these kernels: the access patterns are arranged so
   that registers and the hardware caches give the reuse a shared-memory tile would. The
   fused kernels read the batch in the batch-innermost layout ``xT`` (n_in, B). In the
