@@ -76,8 +76,14 @@ def test_figure_and_table_are_written(compared, capsys):
     table = compare.format_table(out).splitlines()
     assert table[0].split()[:5] == ["strategy", "optimizer", "lr", "avg", "acc"]
     assert [line.split()[0] for line in table[2:]] == out["strategies"]
-    assert "313,640" not in table[2]  # crwn's row shows its own bytes
-    assert f"{(100 + 1) * 4:,}" in table[2]
+    # each row's bytes per task and shared bytes, in their columns, are its own strategy's
+    rows = {r["strategy"]: r for r in out["table"]}
+    for line in table[2:]:
+        fields = line.split()
+        row = rows[fields[0]]
+        assert [int(f.replace(",", "")) for f in fields[6:8]] == [row["bytes_per_task"],
+                                                                  row["shared_learned_bytes"]]
+    assert table[2].split()[:1] == ["crwn"] and table[2].split()[6] == f"{(100 + 1) * 4:,}"
 
 
 def test_output_paths_are_checked_before_any_training(tmp_path, monkeypatch, capsys):

@@ -16,6 +16,7 @@ from nmnp.config import NetworkConfig
 from nmnp.errors import ShapeError
 from nmnp.gradcheck import GradientCheckError, check_gradient, numerical_vjp, relative_error
 from nmnp.model import ModulatedNetwork
+from purity import assert_backward_is_pure
 
 dims = st.integers(1, 5)
 
@@ -134,9 +135,7 @@ def test_backward_is_pure(backend, rng):
     x, c, s, W = rng.normal(size=(3, 4)), rng.normal(size=4), 0.5, rng.normal(size=(2, 4))
     _, cache = layers.modulated_linear_forward(x, c, s, W, backend)
     dy = rng.normal(size=(3, 2))
-    first, second = layers.modulated_linear_backward(dy, cache), layers.modulated_linear_backward(dy, cache)
-    for key in first:
-        np.testing.assert_array_equal(first[key], second[key])
+    assert_backward_is_pure(layers.modulated_linear_backward, dy, cache)
 
 
 def test_layer_shape_errors_name_the_problem(rng):
@@ -189,3 +188,30 @@ def test_gradient_check_tells_rounding_from_a_wrong_tiny_gradient():
     check_gradient(loss, gains.copy(), grads["gains"], 1.0, name="gains")  # ...rounding accepted
     with pytest.raises(GradientCheckError, match="above the rounding floor"):
         check_gradient(loss, gains.copy(), grads["gains"] * 1.01, 1.0, name="gains")
+
+
+def test_the_purity_check_catches_an_accumulating_or_cache_writing_backward(rng):
+    """A backward that adds into a buffer it keeps and returns it (both calls then return
+    one array, so comparing them against each other proves nothing), and one that scales the
+    cache in place, both fail the check that the real backward passes."""
+    x, c, s, W = rng.normal(size=(3, 4)), rng.normal(size=4), 0.5, rng.normal(size=(2, 4))
+    _, cache = layers.modulated_linear_forward(x, c, s, W, "numpy")
+    dy = rng.normal(size=(3, 2))
+    kept = {}
+
+    def accumulating(upstream, cache):
+        grads = layers.modulated_linear_backward(upstream, cache)
+        kept.setdefault("gains", np.zeros_like(grads["gains"]))
+        kept["gains"] += grads["gains"]
+        return {**grads, "gains": kept["gains"]}
+
+    def cache_writing(upstream, cache):
+        grads = layers.modulated_linear_backward(upstream, cache)
+        cache[0][...] *= 2  # the saved input, in place
+        return grads
+
+    for broken in (accumulating, cache_writing):
+        with pytest.raises(AssertionError):
+            assert_backward_is_pure(broken, dy, cache)
+        _, cache = layers.modulated_linear_forward(x, c, s, W, "numpy")
+    assert_backward_is_pure(layers.modulated_linear_backward, dy, cache)

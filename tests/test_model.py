@@ -52,9 +52,13 @@ def test_fixed_weights_regenerate_exactly_from_seed_and_config():
 
 
 def test_fixed_weights_are_read_only():
+    """Both fixed arrays: the readout and the encoder's indices (the cuda backend keeps one
+    device copy of each per array object, trusting that neither changes)."""
     net = ModulatedNetwork(SMALL)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         net.readout[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        net.encoder_indices[0, 0] = 0
 
 
 def test_tasks_grow_without_limit_and_adding_one_changes_nothing_else():

@@ -428,12 +428,14 @@ def test_float64_gradient_too_large_for_float32_is_refused():
 
 
 def test_overflowing_update_raises_and_writes_nothing():
-    # 1e30 * 1e10 = 1e40 exceeds float32's maximum (3.4e38): the step would write inf.
+    # 1e30 * 1e10 = 1e40 exceeds float32's maximum (3.4e38): the step would write inf. q comes
+    # first and its own update is fine and visible (1e30 * 1e-31 = 0.1): a step that wrote
+    # each parameter as soon as it was computed would leave q at 0.9.
     p = np.array([1.0], dtype=np.float32)
     q = np.array([1.0], dtype=np.float32)
     opt = SGD({"q": q, "p": p}, lr=1e30)
     with pytest.raises(TrainingError, match="'p'"):
-        opt.step({"q": np.array([1e-40]), "p": np.array([1e10])})
+        opt.step({"q": np.array([1e-31]), "p": np.array([1e10])})
     assert p[0] == 1.0 and q[0] == 1.0 and opt.n_steps == 0
     assert isinstance(TrainingError("x"), NmnpError)
 
