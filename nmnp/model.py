@@ -32,6 +32,13 @@ from .kernels.reference import HOST_BATCH, check_batch_size
 from .losses import softmax_cross_entropy
 
 
+#: Largest |input| :meth:`ModulatedNetwork.check_inputs` accepts. The encoder adds k inputs
+#: per unit and the readout sums thousands of products; far beyond this the float32 sums
+#: overflow, and the backends then disagree: the cpu kernels, compiled with fastmath (which
+#: assumes finite values), return garbage rather than inf. Normalised data is of order 1.
+MAX_ABS_INPUT = 1e18
+
+
 @dataclass
 class TaskContext:
     """What one task learns: gains (n_units,) and strength (1,), plus bookkeeping."""
@@ -237,12 +244,52 @@ class ModulatedNetwork(Classifier):
                 f"inputs must have shape (batch, {n_in}) or (batch, ...) with {n_in} values "
                 f"per sample, got shape {x.shape}"
             )
-        x = np.ascontiguousarray(x.reshape(x.shape[0], n_in), dtype=self.dtype)
-        # min and max propagate NaN and show an infinity, without the temporary of
-        # np.isfinite(x) (a whole dataset's worth of booleans); only a failure pays for that.
-        if x.size and not (np.isfinite(x.min()) and np.isfinite(x.max())):
-            bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        given = x
+        with np.errstate(over="ignore"):  # an overflowing value is reported below, by sample
+            x = np.ascontiguousarray(x.reshape(x.shape[0], n_in), dtype=self.dtype)
+        # min and max propagate NaN and show an infinity or an overlarge value, without the
+        # temporary of np.isfinite(x) (a whole dataset's worth of booleans); only a failure
+        # pays for that.
+        if x.size and not (-MAX_ABS_INPUT <= x.min() and x.max() <= MAX_ABS_INPUT):
+            finite = np.isfinite(x).all(axis=1)
+            if finite.all():
+                bad = int(np.flatnonzero((np.abs(x) > MAX_ABS_INPUT).any(axis=1))[0])
+                raise ShapeError(
+                    f"inputs must lie within +-{MAX_ABS_INPUT:g}, got {np.abs(x[bad]).max():g} in "
+                    f"sample {bad}: normalise them first (the encoder adds "
+                    f"{self.config.inputs_per_unit} inputs per unit, and {self.dtype} sums that "
+                    "large overflow)"
+                )
+            bad = int(np.flatnonzero(~finite)[0])
+            if np.isfinite(given.reshape(given.shape[0], -1)[bad]).all():
+                raise ShapeError(
+                    f"inputs are too large for {self.dtype} (sample {bad} overflows when "
+                    f"converted): nmnp needs values within +-{MAX_ABS_INPUT:g}"
+                )
             raise ShapeError(f"inputs contain NaN or infinite values (first in sample {bad})")
+        return x
+
+    def check_activity(self, h) -> np.ndarray:
+        """Check encoder activity h (B, n_units) of the model's dtype, as :meth:`encode`
+        returns it; ShapeError otherwise. O(1): its values are trusted."""
+        if not isinstance(h, np.ndarray) or h.ndim != 2 or h.shape[1] != self.config.n_units:
+            raise ShapeError(
+                f"encoder activity must have shape (batch, {self.config.n_units}), got "
+                f"{getattr(h, 'shape', type(h).__name__)}"
+            )
+        if h.dtype != self.dtype:
+            raise ShapeError(f"encoder activity must be {self.dtype} like the model, got {h.dtype}")
+        return h
+
+    def check_validated_inputs(self, x) -> np.ndarray:
+        """The O(1) part of :meth:`check_inputs`, for the hot paths that trust their inputs'
+        values: shape (B, n_inputs) and the model's dtype."""
+        n_in = self.config.n_inputs
+        if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == n_in
+                and x.dtype == self.dtype):
+            got = f"{x.shape} {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise ShapeError(f"expected inputs as check_inputs returns them, (batch, {n_in}) "
+                             f"{self.dtype}, got {got}")
         return x
 
     def check_labels(self, labels, n_samples: int) -> np.ndarray:
@@ -262,8 +309,12 @@ class ModulatedNetwork(Classifier):
         """Validate an optional subset of competing classes (split benchmarks)."""
         if classes is None:
             return None
-        cls = np.asarray(classes, dtype=np.int64).reshape(-1)
+        given = np.asarray(classes)
         n_out = self.config.n_outputs
+        if given.size and given.dtype.kind not in "iu":
+            raise ShapeError(f"classes must be integer class ids in 0..{n_out - 1}, got dtype "
+                             f"{given.dtype}")
+        cls = given.astype(np.int64).reshape(-1)
         if cls.size == 0 or cls.min() < 0 or cls.max() >= n_out or np.unique(cls).size != cls.size:
             raise ShapeError(f"classes must be distinct ids in 0..{n_out - 1}, got {cls.tolist()}")
         return cls
@@ -280,6 +331,7 @@ class ModulatedNetwork(Classifier):
 
     def encode_dataset(self, x, batch_size: int = 1024) -> np.ndarray:
         """Encoder activity (N, n_units) of validated inputs, computed in batches."""
+        self.check_validated_inputs(x)
         h = np.empty((x.shape[0], self.config.n_units), dtype=self.dtype)
         for start in range(0, x.shape[0], batch_size):
             h[start : start + batch_size] = self.kernels.encoder_forward(
@@ -289,7 +341,7 @@ class ModulatedNetwork(Classifier):
 
     def loss_and_grads_encoded(self, h, labels, task_id: int, classes=None):
         """:meth:`loss_and_grads_batch` from cached encoder activity h (B, n_units)."""
-        return self.loss_and_grads_from_activity(h, labels, self.tasks[task_id], classes)
+        return self.loss_and_grads_from_activity(h, labels, self.task(task_id), classes)
 
     def forward(self, x, task_id: int) -> np.ndarray:
         """Logits (B, n_outputs) of task ``task_id``."""
@@ -298,6 +350,7 @@ class ModulatedNetwork(Classifier):
 
     def logits_from_activity(self, h, ctx: TaskContext) -> np.ndarray:
         """Logits from encoder activity h (B, n_units): skip the encoder when h is known."""
+        h = self.check_activity(h)
         return self.kernels.modulated_forward(h, ctx.gains, float(ctx.strength[0]), self.readout)
 
     def loss_and_grads(self, x, labels, task_id: int, classes=None):
@@ -328,7 +381,8 @@ class ModulatedNetwork(Classifier):
         The training hot path: one fused pass computes the encoder and the readout and keeps
         the encoder activity for the backward pass, so each step runs the encoder once.
         """
-        ctx = self.tasks[task_id]
+        ctx = self.task(task_id)
+        x = self.check_validated_inputs(x)
         s = float(ctx.strength[0])
         logits, h = self.kernels.logits_and_activity(
             x, self.encoder_indices, ctx.gains, s, self.readout
@@ -344,6 +398,7 @@ class ModulatedNetwork(Classifier):
 
         Used when the encoder output is already known (a cached encoded training set).
         """
+        h = self.check_activity(h)
         s = float(ctx.strength[0])
         logits = self.kernels.modulated_forward(h, ctx.gains, s, self.readout)
         loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)

@@ -64,20 +64,29 @@ class TrainSettings:
     max_steps: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"batch size must be a positive integer, got {self.batch_size!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"learning rate must be a positive finite number, got {self.lr!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not (isinstance(self.encode_cache_mb, (int, float)) and self.encode_cache_mb >= 0):
-            raise ConfigError(f"encode_cache_mb must be >= 0, got {self.encode_cache_mb!r}")
-        if self.max_steps is not None and (
-            not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1
-        ):
-            raise ConfigError(f"max_steps must be a positive integer or None, got {self.max_steps!r}")
+        # NumPy scalars are accepted (a value read from an array), booleans are not (True is
+        # an int to Python, never a count); every field is stored as a plain Python number.
+        def whole(name, value, minimum, what):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                    or value < minimum:
+                raise ConfigError(f"{what}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+
+        def real(name, value, ok, what):
+            number = isinstance(value, (int, float, np.integer, np.floating))
+            if isinstance(value, (bool, np.bool_)) or not number or not ok(float(value)):
+                raise ConfigError(f"{what}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+        whole("epochs", self.epochs, 1, "epochs must be a positive integer")
+        whole("batch_size", self.batch_size, 1, "batch size must be a positive integer")
+        real("lr", self.lr, lambda v: math.isfinite(v) and v > 0,
+             "learning rate must be a positive finite number")
+        whole("seed", self.seed, 0, "seed must be a non-negative integer")
+        real("encode_cache_mb", self.encode_cache_mb, lambda v: v >= 0,
+             "encode_cache_mb must be >= 0")
+        if self.max_steps is not None:
+            whole("max_steps", self.max_steps, 1, "max_steps must be a positive integer or None")
 
     def steps_per_epoch(self, n_samples: int) -> list[int]:
         """Optimiser steps in each epoch that runs, for a training set of ``n_samples``.

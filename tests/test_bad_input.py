@@ -67,6 +67,12 @@ def _nan_inputs():
         (lambda: (data()[0][:, :19], data()[1]), ShapeError, r"inputs must have shape \(batch, 20\)"),
         (lambda: (data()[0].astype(complex), data()[1]), ShapeError, "real numeric array, got dtype complex128"),
         (_nan_inputs, ShapeError, r"inputs contain NaN or infinite values \(first in sample 7\)"),
+        # finite, but the encoder's float32 sums of 3 such inputs overflow
+        (lambda: (np.full((6, 20), 3e38, np.float32), data(6)[1]), ShapeError,
+         r"inputs must lie within \+-1e\+18, got 3e\+38 in sample 0: normalise them first"),
+        # finite in float64, infinite once converted to the model's float32
+        (lambda: (np.where(np.eye(4, 20, 1) > 0, 1e300, 0.0), data(4)[1]), ShapeError,
+         r"inputs are too large for float32 \(sample 0 overflows when converted\)"),
         (lambda: (data()[0], np.full(32, 4)), ShapeError, "label 4 is outside the classes 0..3"),
         (lambda: (data()[0], data()[1][:31]), ShapeError, r"labels must have shape \(32,\), got \(31,\)"),
         (lambda: (data()[0][:0], data()[1][:0]), ConfigError, "task 0 has no training samples"),
@@ -281,3 +287,72 @@ def test_the_undamaged_checkpoint_resumes(stored_run, tmp_path, capsys):
     assert nmnp.load(path).n_tasks == 1
     code, _, err = run_cli(capsys, "--resume", str(path), "--quiet")
     assert code == 0, err
+
+
+
+# --------------------------------------------------------------------------- inputs: the limits
+def test_inputs_up_to_the_limit_are_accepted_and_beyond_it_refused():
+    from nmnp.model import MAX_ABS_INPUT
+
+    net = net_with_task()
+    x = np.zeros((3, 20), np.float32)
+    x[1, 4] = -MAX_ABS_INPUT
+    assert net.check_inputs(x)[1, 4] == np.float32(-MAX_ABS_INPUT)
+    x[2, 5] = np.nextafter(np.float32(MAX_ABS_INPUT), np.float32(np.inf))
+    with pytest.raises(ShapeError, match=r"got 1e\+18 in sample 2"):
+        net.check_inputs(x)
+
+
+# --------------------------------------------------------------------------- the trusting paths
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_methods_taking_encoder_activity_check_its_shape_and_dtype(backend):
+    """They skip the encoder and trust the values, but a wrong width once read out of bounds
+    in a kernel, and integer activity gave zero logits."""
+    net = ModulatedNetwork(CONFIG, backend)
+    t = net.add_task()
+    x, y = data(5)
+    h = net.encode(x)
+    good = net.logits_from_activity(h, net.task(t))
+    np.testing.assert_allclose(good, net.forward(x, t), rtol=1e-6)
+    for bad, message in ((h[:, :39], r"shape \(batch, 40\), got \(5, 39\)"),
+                         (h[0], r"shape \(batch, 40\), got \(40,\)"),
+                         (h.astype(np.int64), "must be float32 like the model, got int64")):
+        with pytest.raises(ShapeError, match=message):
+            net.logits_from_activity(bad, net.task(t))
+        with pytest.raises(ShapeError, match=message):
+            net.loss_and_grads_encoded(bad, y, t)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_the_training_hot_paths_refuse_unchecked_inputs_and_unknown_tasks(backend):
+    net = ModulatedNetwork(CONFIG, backend)
+    t = net.add_task()
+    x, y = data(8)
+    x = net.check_inputs(x)
+    loss, _, _ = net.loss_and_grads_batch(x, y, t)
+    assert np.isfinite(loss)
+    with pytest.raises(ShapeError, match=r"\(batch, 20\) float32, got \(8, 13\) float32"):
+        net.loss_and_grads_batch(x[:, :13], y, t)
+    with pytest.raises(ShapeError, match=r"got \(8, 20\) float64"):
+        net.loss_and_grads_batch(x.astype(np.float64), y, t)
+    with pytest.raises(ShapeError, match=r"got \(8, 13\)"):
+        net.encode_dataset(x[:, :13])
+    h = net.encode_dataset(x)
+    for task_id in (-1, 1):  # -1 once read the last task
+        with pytest.raises(TaskError, match=f"unknown task id {task_id}"):
+            net.loss_and_grads_batch(x, y, task_id)
+        with pytest.raises(TaskError, match=f"unknown task id {task_id}"):
+            net.loss_and_grads_encoded(h, y, task_id)
+
+
+@pytest.mark.parametrize("classes, message", [
+    ([1.9, 0.2], "classes must be integer class ids in 0..3, got dtype float64"),  # once truncated
+    (["a", "b"], "classes must be integer class ids in 0..3, got dtype <U1"),
+    ([True, False], "classes must be integer class ids in 0..3, got dtype bool"),
+])
+def test_classes_must_be_integer_ids(classes, message):
+    net = net_with_task()
+    x, _ = data(4)
+    with pytest.raises(ShapeError, match=message):
+        net.predict(x, 0, classes=classes)
+    assert set(net.predict(x, 0, classes=[1, 0]).tolist()) <= {0, 1}  # only those compete

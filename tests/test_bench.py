@@ -270,6 +270,7 @@ def test_plot_redraws_the_scaling_tables_of_a_saved_report(tmp_path, capsys):
         (["--plot", "FIG"], None, "add --scaling"),
         (["--from-json", "REPORT", "--plot", "FIG"], {"config": {}}, "no scaling tables"),
         (["--from-json", "REPORT", "--plot", "FIG"], "{not json", "not a bench report"),
+        (["--from-json", "REPORT", "--plot", "FIG"], b"\x89PNG\r\n\x1a\n\xff", "not a bench report"),
         (["--from-json", "MISSING", "--plot", "FIG"], None, "cannot read bench report"),
         (["--from-json", "REPORT", "--plot", "FIG"], "[1, 2]", "no scaling tables"),
         (["--from-json", "REPORT", "--plot", "FIG"], {**_fake_scaling_report(), "scaling": {"threads": 2}},
@@ -280,7 +281,10 @@ def test_plot_redraws_the_scaling_tables_of_a_saved_report(tmp_path, capsys):
 def test_plot_options_misused_are_clear_errors(tmp_path, capsys, argv, report, message):
     path = tmp_path / "bench.json"
     if report is not None:
-        path.write_text(report if isinstance(report, str) else json.dumps(report))
+        if isinstance(report, bytes):  # a figure given where the report belongs: not UTF-8
+            path.write_bytes(report)
+        else:
+            path.write_text(report if isinstance(report, str) else json.dumps(report))
     names = {"REPORT": str(path), "MISSING": str(tmp_path / "missing.json"), "FIG": str(tmp_path / "f.png"),
              "NOFOLDER": str(tmp_path / "no-such-folder" / "f.png")}
     assert main([names.get(a, a) for a in argv]) == 2

@@ -83,11 +83,26 @@ def test_non_finite_loss_stops_training_with_task_and_step():
         (dict(max_steps=0), "max_steps must be a positive integer or None, got 0"),
         (dict(max_steps=2.5), "max_steps must be a positive integer or None, got 2.5"),
         (dict(max_steps=True), "max_steps must be a positive integer or None, got True"),
+        # True is an int to Python, never a count or a rate (it was accepted as 1)
+        (dict(epochs=True), "epochs must be a positive integer, got True"),
+        (dict(batch_size=np.True_), "batch size must be a positive integer"),
+        (dict(lr=True), "learning rate must be a positive finite number, got True"),
+        (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+        (dict(encode_cache_mb="64"), "encode_cache_mb must be >= 0, got '64'"),
     ],
 )
 def test_settings_are_validated(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         TrainSettings(**kwargs)
+
+
+def test_settings_take_numpy_numbers_and_store_plain_ones():
+    """A value read from an array (np.int64(2) epochs, np.float32 learning rate) was refused;
+    it is accepted and stored as a Python number, which JSON reports can hold."""
+    s = TrainSettings(epochs=np.int64(2), batch_size=np.int32(64), lr=np.float32(0.5), seed=np.uint8(3),
+                      max_steps=np.int64(9))
+    assert (s.epochs, s.batch_size, s.lr, s.seed, s.max_steps) == (2, 64, 0.5, 3, 9)
+    assert all(type(v) in (int, float) for v in (s.epochs, s.batch_size, s.lr, s.seed, s.max_steps))
 
 
 class _Stream:

@@ -119,7 +119,7 @@ def read_report(path: str) -> dict:
             return json.load(f)
     except OSError as err:
         raise ConfigError(f"cannot read bench report {path!r}: {err.strerror}") from err
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path!r} is not a bench report written by --json: {err}") from err
 
 
