@@ -20,6 +20,38 @@ def _require(cond: bool, message: str) -> None:
         raise ShapeError(message)
 
 
+def _require_gradient(upstream, name: str, expected_shape, like: str, dtype):
+    """An upstream gradient must match its layer's output exactly: an integer one would come
+    back as an integer "gradient", and the kernels index it by the cached shape."""
+    _require(
+        isinstance(upstream, np.ndarray) and upstream.dtype == dtype,
+        f"{name} must be a {dtype} array like the {like}, got "
+        f"{upstream.dtype if isinstance(upstream, np.ndarray) else type(upstream).__name__}",
+    )
+    _require(
+        upstream.shape == expected_shape,
+        f"{name} has shape {upstream.shape}, expected {expected_shape}",
+    )
+
+
+def _strength_value(strength) -> float:
+    """``strength`` as a Python float: one real finite number, or an array holding one."""
+    try:
+        s = np.asarray(strength)
+    except (TypeError, ValueError):  # a ragged nested list
+        s = np.asarray(strength, dtype=object)
+    if s.size != 1:
+        got = f"shape {s.shape}"
+    elif s.dtype.kind not in "iuf":  # bool, complex, str, object (None...)
+        got = str(s.dtype)
+    else:
+        value = float(s.reshape(-1)[0])
+        if np.isfinite(value):
+            return value
+        got = str(value)
+    raise ShapeError(f"strength must be one real finite number (a scalar or size-1 array), got {got}")
+
+
 def sparse_encoder_forward(x, idx, backend="cpu"):
     """Fixed sparse random encoder ("Kenyon cells"): gather-sum, centre, rectify.
 
@@ -55,15 +87,20 @@ def sparse_encoder_backward(dh, cache):
 
     Parameters
     ----------
-    dh : (B, n_units)
+    dh : (B, n_units) array of the encoder's dtype (float32 or float64)
     cache : from :func:`sparse_encoder_forward`
 
     Returns
     -------
     grads : dict with ``"x"``: (B, n_in)
+
+    Raises
+    ------
+    ShapeError
+        If ``dh`` is not an array of the activity's shape and dtype.
     """
     h, idx, n_in, kernels = cache
-    _require(dh.shape == h.shape, f"dh has shape {dh.shape}, expected {h.shape}")
+    _require_gradient(dh, "dh", h.shape, "activity", h.dtype)
     return {"x": kernels.encoder_backward(dh, h, idx, n_in)}
 
 
@@ -78,7 +115,7 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
     ----------
     x : (B, n) presynaptic activity
     gains : (n,) context ``c``
-    strength : float or (1,) array ``s``
+    strength : real finite number or size-1 array ``s``
     weight : (n_out, n) fixed random weights ``W``
     backend : str or backend module
 
@@ -86,6 +123,12 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
     -------
     y : (B, n_out)
     cache : for :func:`modulated_linear_backward`
+
+    Raises
+    ------
+    ShapeError
+        If the arrays' shapes or dtypes do not fit together, or ``strength`` is not one real
+        finite number (several numbers, none, a complex one, a string, None, NaN or inf).
     """
     _require(x.ndim == 2, f"layer input must be 2-D (batch, n), got shape {x.shape}")
     _require(
@@ -101,7 +144,7 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
         weight.ndim == 2 and weight.shape[1] == x.shape[1],
         f"weight has shape {weight.shape}, expected (n_out, {x.shape[1]})",
     )
-    s = float(np.asarray(strength).reshape(-1)[0])
+    s = _strength_value(strength)
     kernels = get_backend(backend)
     y = kernels.modulated_forward(x, gains, s, weight)
     return y, (x, gains, s, weight, kernels)
@@ -112,17 +155,19 @@ def modulated_linear_backward(dy, cache):
 
     Parameters
     ----------
-    dy : (B, n_out)
+    dy : (B, n_out) array of the input's dtype (float32 or float64)
     cache : from :func:`modulated_linear_forward`
 
     Returns
     -------
     grads : dict with ``"x"`` (B, n), ``"gains"`` (n,), ``"strength"`` (1,)
+
+    Raises
+    ------
+    ShapeError
+        If ``dy`` is not an array of the output's shape and the input's dtype.
     """
     x, gains, s, weight, kernels = cache
-    _require(
-        dy.shape == (x.shape[0], weight.shape[0]),
-        f"dy has shape {dy.shape}, expected {(x.shape[0], weight.shape[0])}",
-    )
+    _require_gradient(dy, "dy", (x.shape[0], weight.shape[0]), "input", x.dtype)
     dx, dc, ds = kernels.modulated_backward(dy, x, gains, s, weight)
     return {"x": dx, "gains": dc, "strength": np.array([ds], dtype=x.dtype)}

@@ -9,6 +9,28 @@ from numba import njit
 
 from .errors import ShapeError
 
+# the dtypes the compiled loss has a version for (a big-endian or half-precision array would
+# make Numba fail to type it, a long double has no version at all)
+_COMPILED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_logits(z):
+    if z.ndim != 2 or z.shape[0] == 0 or z.dtype.kind != "f":
+        raise ShapeError(
+            f"logits must be a non-empty (batch, classes) float array, got {z.dtype} {z.shape}"
+        )
+    if z.shape[1] == 0:
+        raise ShapeError(f"logits have no classes, got shape {z.shape}; expected at least 1")
+
+
+def _check_label_kind(y, n_samples):
+    if y.shape != (n_samples,) or y.dtype.kind not in "iu":
+        raise ShapeError(f"labels must be {n_samples} integers, got {y.dtype} {y.shape}")
+
+
+def _label_error(y, bad, n_classes):
+    return ShapeError(f"label {y[bad]} (sample {bad}) is outside the classes 0..{n_classes - 1}")
+
 
 def softmax_cross_entropy_forward(logits, labels):
     """Mean softmax cross-entropy over a batch.
@@ -23,6 +45,13 @@ def softmax_cross_entropy_forward(logits, labels):
     loss : float
     cache : tuple, for :func:`softmax_cross_entropy_backward`
 
+    Raises
+    ------
+    ShapeError
+        For logits that are not a non-empty 2-D float array with at least one class, labels
+        of another length or kind, or a label outside the classes (which NumPy would read as
+        a negative index or refuse with an ``IndexError``).
+
     Notes
     -----
     Subtracting each row's maximum before exponentiating changes nothing mathematically and
@@ -33,7 +62,13 @@ def softmax_cross_entropy_forward(logits, labels):
         L = \\frac{1}{B} \\sum_b \\Big( \\log \\sum_k e^{z_{bk} - M_b} + M_b - z_{b, y_b} \\Big),
         \\qquad M_b = \\max_k z_{bk}
     """
-    B = logits.shape[0]
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    _check_logits(logits)
+    B, C = logits.shape
+    _check_label_kind(labels, B)
+    outside = np.flatnonzero((labels < 0) | (labels >= C))
+    if outside.size:
+        raise _label_error(labels, outside[0], C)
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     log_probs = shifted - log_norm
@@ -72,8 +107,9 @@ def softmax_cross_entropy(logits, labels):
 
     Parameters
     ----------
-    logits : (B, n_classes) float32 or float64 array, B >= 1
-    labels : (B,) integer array, each in ``[0, n_classes)``
+    logits : (B, n_classes) float32 or float64 array (native byte order), B >= 1,
+        n_classes >= 1
+    labels : (B,) integer array (native byte order), each in ``[0, n_classes)``
 
     Returns
     -------
@@ -84,23 +120,26 @@ def softmax_cross_entropy(logits, labels):
     Raises
     ------
     ShapeError
-        For logits that are not a non-empty 2-D float array, labels of another length or
-        kind, or a label outside the classes (found by the loop itself, at no extra pass).
+        For logits that are not a non-empty 2-D float array with at least one class, of a
+        dtype other than native float32 or float64 (float16, long double, big-endian), labels
+        of another length or kind (or not in native byte order), or a label outside the
+        classes (found by the loop itself, at no extra pass). Nothing is converted: the
+        caller's arrays keep the dtype they asked for.
     """
     z = np.ascontiguousarray(logits)
     y = np.ascontiguousarray(labels)
-    if z.ndim != 2 or z.shape[0] == 0 or z.dtype.kind != "f":
+    _check_logits(z)
+    if z.dtype not in _COMPILED_FLOATS:
         raise ShapeError(
-            f"logits must be a non-empty (batch, classes) float array, got {z.dtype} {z.shape}"
+            f"logits must be float32 or float64 in native byte order, got {z.dtype}"
         )
-    if y.shape != (z.shape[0],) or y.dtype.kind not in "iu":
-        raise ShapeError(f"labels must be {z.shape[0]} integers, got {y.dtype} {y.shape}")
+    _check_label_kind(y, z.shape[0])
+    if not y.dtype.isnative:
+        raise ShapeError(f"labels must be integers in native byte order, got {y.dtype}")
     dlogits = np.empty_like(z)
     loss, n_correct, bad = _softmax_cross_entropy(z, y, dlogits)
     if bad >= 0:
-        raise ShapeError(
-            f"label {y[bad]} (sample {bad}) is outside the classes 0..{z.shape[1] - 1}"
-        )
+        raise _label_error(y, bad, z.shape[1])
     return float(loss), dlogits, int(n_correct)
 
 

@@ -126,6 +126,9 @@ class Optimizer:
     #: Their validated values; each subclass sets its own through :meth:`_init_hyper` before
     #: calling ``Optimizer.__init__`` (the state slots can depend on them, e.g. SGD's momentum).
     _hyper: dict = {}
+    #: State slots that can never be negative (running averages of squared gradients);
+    #: :meth:`load_state_dict` refuses a negative entry in them.
+    _non_negative_slots: tuple[str, ...] = ()
 
     def __init__(self, params, lr):
         self._params = _check_params(params)
@@ -276,7 +279,9 @@ class Optimizer:
         Raises
         ------
         CheckpointError
-            If a key is missing or extra, a state array has the wrong shape or is not finite,
+            If a key is missing or extra, a state array has the wrong shape or is not finite
+            (before or after conversion to its parameter's dtype), an average of squared
+            gradients (RMSprop's ``square_avg``, Adam's ``exp_avg_sq``) has a negative entry,
             or ``n_steps`` is not a non-negative integer. Nothing is changed in that case.
         ConfigError
             If ``lr`` or a hyperparameter is invalid.
@@ -310,11 +315,24 @@ class Optimizer:
                     )
                 if a.dtype.kind not in "fiu" or not np.all(np.isfinite(a)):
                     raise CheckpointError(f"{name} must hold finite real numbers.")
-                arrays[slot, key] = a
+                # Checked again after the cast: 1e300 is finite in float64 but inf in float32.
+                with np.errstate(over="ignore"):
+                    cast = a.astype(p.dtype)
+                if not np.all(np.isfinite(cast)):
+                    raise CheckpointError(
+                        f"{name} holds values too large for {p.dtype} (largest magnitude "
+                        f"{np.max(np.abs(a)):.3g}), the dtype of params[{key!r}]."
+                    )
+                if slot in self._non_negative_slots and cast.size and np.min(cast) < 0:
+                    raise CheckpointError(
+                        f"{name} must be >= 0 (an average of squared gradients), got minimum "
+                        f"{np.min(cast):.3g}."
+                    )
+                arrays[slot, key] = cast
         # Everything is valid: commit.
         self._lr, self._hyper, self._n_steps = lr, hyper, int(n_steps)
         for (slot, key), a in arrays.items():
-            np.copyto(self._state[slot][key], a, casting="unsafe")
+            np.copyto(self._state[slot][key], a)
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
@@ -384,6 +402,7 @@ class RMSprop(Optimizer):
     """
 
     _hyper_names = ("alpha", "eps")
+    _non_negative_slots = ("square_avg",)
 
     def __init__(self, params, lr, alpha=0.99, eps=1e-8):
         self._init_hyper(alpha=alpha, eps=eps)
@@ -493,6 +512,7 @@ class Adam(Optimizer):
     """
 
     _hyper_names = ("beta1", "beta2", "eps")
+    _non_negative_slots = ("exp_avg_sq",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):

@@ -215,3 +215,52 @@ def test_the_purity_check_catches_an_accumulating_or_cache_writing_backward(rng)
             assert_backward_is_pure(broken, dy, cache)
         _, cache = layers.modulated_linear_forward(x, c, s, W, "numpy")
     assert_backward_is_pure(layers.modulated_linear_backward, dy, cache)
+
+
+def test_backward_passes_refuse_an_upstream_gradient_of_the_wrong_dtype_or_shape(backend, rng):
+    """An integer dh used to come back as an int64 "gradient" (wrong numbers), silently."""
+    x, idx = rng.normal(size=(3, 5)), np.array([[0, 1], [2, 3], [1, 4]], np.int32)
+    h, enc = layers.sparse_encoder_forward(x, idx, backend)
+    with pytest.raises(ShapeError, match=r"dh must be a float64 array like the activity, got int64"):
+        layers.sparse_encoder_backward(np.ones(h.shape, np.int64), enc)
+    with pytest.raises(ShapeError, match=r"dh must be a float64 array like the activity, got float32"):
+        layers.sparse_encoder_backward(np.ones(h.shape, np.float32), enc)
+    with pytest.raises(ShapeError, match=r"dh has shape \(3, 4\), expected \(3, 3\)"):
+        layers.sparse_encoder_backward(np.ones((3, 4)), enc)
+    y, mod = layers.modulated_linear_forward(x, np.ones(5), 0.5, rng.normal(size=(2, 5)), backend)
+    with pytest.raises(ShapeError, match=r"dy must be a float64 array like the input, got int64"):
+        layers.modulated_linear_backward(np.ones(y.shape, np.int64), mod)
+    with pytest.raises(ShapeError, match=r"dy must be a float64 array like the input, got complex128"):
+        layers.modulated_linear_backward(np.ones(y.shape, complex), mod)
+    with pytest.raises(ShapeError, match=r"dy has shape \(3, 3\), expected \(3, 2\)"):
+        layers.modulated_linear_backward(np.ones((3, 3)), mod)
+
+
+@pytest.mark.parametrize(
+    "strength, word",
+    [
+        (np.array([1.0, 2.0]), r"got shape \(2,\)"),
+        (np.array([]), r"got shape \(0,\)"),
+        ([], r"got shape \(0,\)"),
+        (1 + 2j, "got complex128"),
+        ("a", "got <U1"),
+        (None, "got object"),
+        (True, "got bool"),
+        (np.nan, "got nan"),
+        (np.array([-np.inf]), "got -inf"),
+    ],
+)
+def test_strength_must_be_one_real_finite_number(rng, strength, word):
+    """(2,) used to use its first element, a complex strength lost its imaginary part, and
+    "a", None or [] failed inside NumPy."""
+    x, c, W = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(2, 4))
+    with pytest.raises(ShapeError, match=r"strength must be one real finite number.*" + word):
+        layers.modulated_linear_forward(x, c, strength, W, "numpy")
+
+
+def test_strength_may_be_any_real_scalar_or_size_one_array(rng):
+    x, c, W = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(2, 4))
+    expected = 2.0 * (x * c) @ W.T
+    for strength in (2.0, 2, np.float32(2.0), np.array(2.0), np.array([2.0]), np.array([[2]])):
+        y, _ = layers.modulated_linear_forward(x, c, strength, W, "numpy")
+        np.testing.assert_allclose(y, expected, rtol=1e-12)

@@ -91,3 +91,52 @@ def test_compiled_loss_refuses_bad_input_by_name(logits, labels, word):
 
     with pytest.raises(ShapeError, match=re.escape(word)):
         softmax_cross_entropy(logits, labels)
+
+
+@pytest.mark.parametrize(
+    "logits, labels, word",
+    [
+        (np.zeros((3, 4), np.float16), np.array([0, 1, 2]), "float32 or float64 in native byte order, got float16"),
+        (np.zeros((3, 4), ">f4"), np.array([0, 1, 2]), "float32 or float64 in native byte order, got >f4"),
+        (np.zeros((3, 4), ">f8"), np.array([0, 1, 2]), "float32 or float64 in native byte order, got >f8"),
+        (np.zeros((3, 4)), np.array([0, 1, 2], ">i8"), "integers in native byte order, got >i8"),
+        (np.zeros((5, 0)), np.zeros(5, dtype=int), "logits have no classes, got shape (5, 0)"),
+    ]
+    + (
+        []  # where long double is float64 it is simply float64, and accepted
+        if np.dtype(np.longdouble) == np.float64
+        else [(np.zeros((3, 4), np.longdouble), np.array([0, 1, 2]), "native byte order, got float128")]
+    ),
+)
+def test_compiled_loss_refuses_unsupported_dtypes_and_zero_classes(logits, labels, word):
+    """Dtypes the compiled loop has no version for are named here, not by Numba."""
+    from nmnp.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=re.escape(word)):
+        softmax_cross_entropy(logits, labels)
+
+
+@pytest.mark.parametrize(
+    "logits, labels, word",
+    [
+        (np.zeros((3, 4)), np.array([0, -1, 1]), "label -1 (sample 1) is outside the classes 0..3"),
+        (np.zeros((3, 4)), np.array([0, 1, 4]), "label 4 (sample 2) is outside the classes 0..3"),
+        (np.zeros((3, 4)), np.array([0, 1]), "labels must be 3 integers, got int64 (2,)"),
+        (np.zeros((3, 4)), np.array([0.0, 1.0, 2.0]), "labels must be 3 integers, got float64 (3,)"),
+        (np.zeros((3, 4)), np.array([[0, 1, 2]]), "labels must be 3 integers, got int64 (1, 3)"),
+        (np.zeros((5, 0)), np.zeros(5, dtype=int), "logits have no classes, got shape (5, 0)"),
+        (np.zeros((0, 4)), np.zeros(0, dtype=int), "non-empty"),
+        (np.zeros(4), np.array([0]), "non-empty"),
+        (np.zeros((3, 4), int), np.array([0, 1, 2]), "float array, got int64 (3, 4)"),
+    ],
+)
+def test_reference_loss_refuses_bad_input_like_the_compiled_one(logits, labels, word):
+    """Label -1 would silently pick the last class (negative indexing) and 4 an IndexError."""
+    from nmnp.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=re.escape(word)):
+        softmax_cross_entropy_forward(logits, labels)
+    if logits.ndim == 2 and logits.shape[0] and logits.shape[1] and labels.dtype.kind == "i" \
+            and labels.shape == (3,):
+        with pytest.raises(ShapeError, match=re.escape(word)):  # the same words, both functions
+            softmax_cross_entropy(logits, labels)

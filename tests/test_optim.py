@@ -470,6 +470,45 @@ def test_load_state_dict_rejects_a_mismatch_and_changes_nothing():
         np.testing.assert_array_equal(v, good[k])
 
 
+@pytest.mark.parametrize("name", ["rmsprop", "sgd_momentum", "adam"])
+def test_load_state_dict_refuses_values_that_overflow_the_parameter_dtype(name):
+    # 1e300 is finite in float64 but inf in float32: it must be refused, not stored as inf.
+    opt = OPTIMIZER_FACTORIES[name](_params(np.float32))
+    good = opt.state_dict()
+    entry = next(k for k in good if k.startswith("state/") and k.endswith("/c"))
+    with pytest.raises(CheckpointError, match=rf"{entry} .*too large for float32"):
+        opt.load_state_dict(dict(good, **{entry: np.full(2, 1e300)}))
+    for k, v in opt.state_dict().items():
+        np.testing.assert_array_equal(v, good[k])
+    # The same values are fine for float64 parameters.
+    opt64 = OPTIMIZER_FACTORIES[name](_params(np.float64))
+    opt64.load_state_dict(dict(opt64.state_dict(), **{entry: np.full(2, 1e300)}))
+    np.testing.assert_array_equal(opt64.state_dict()[entry], [1e300, 1e300])
+
+
+@pytest.mark.parametrize(
+    "name, entry",
+    [("rmsprop", "state/square_avg/c"), ("adam", "state/exp_avg_sq/c"), ("adam", "state/exp_avg_sq/s")],
+)
+def test_load_state_dict_refuses_a_negative_average_of_squares(name, entry):
+    opt = OPTIMIZER_FACTORIES[name](_params())
+    good = opt.state_dict()
+    bad = np.full(good[entry].shape, -1.0)
+    with pytest.raises(CheckpointError, match=rf"{entry} must be >= 0.*-1"):
+        opt.load_state_dict(dict(good, **{entry: bad}))
+    for k, v in opt.state_dict().items():
+        np.testing.assert_array_equal(v, good[k])
+
+
+def test_load_state_dict_accepts_negative_signed_state():
+    # exp_avg and the momentum buffer follow the gradient's sign: negative values are valid.
+    adam = OPTIMIZER_FACTORIES["adam"](_params())
+    adam.load_state_dict(dict(adam.state_dict(), **{"state/exp_avg/c": np.array([-1.0, -2.0])}))
+    sgd = OPTIMIZER_FACTORIES["sgd_momentum"](_params())
+    sgd.load_state_dict(dict(sgd.state_dict(), **{"state/momentum_buffer/c": np.array([-1.0, -2.0])}))
+    np.testing.assert_array_equal(sgd.state_dict()["state/momentum_buffer/c"], [-1.0, -2.0])
+
+
 def test_load_state_dict_restores_hyperparameters():
     a = SGD(_params(), lr=0.1, momentum=0.9, nesterov=True)
     b = SGD(_params(), lr=0.5, momentum=0.2)

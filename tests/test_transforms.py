@@ -140,3 +140,54 @@ def test_normalize_invalid():
         normalize(IMGS, float("inf"), 1.0)
     with pytest.raises(ShapeError):
         normalize(IMGS[None], 0.3, 0.3)
+
+
+@pytest.mark.parametrize("shape, d", [((0, 6, 6), 36), ((0, 5), 5)])
+def test_normalize_empty_batch(shape, d):
+    out = normalize(np.empty(shape, np.uint8), 0.5, 0.2)
+    assert out.dtype == np.float32 and out.shape == (0, d)
+    buf = np.empty((0, d), np.float32)
+    assert normalize(np.empty(shape, np.float32), 0.5, 0.2, out=buf) is buf
+
+
+@pytest.mark.parametrize("std", [1e-320, 5e-324, 1e-40, -1e-320])
+def test_normalize_refuses_a_std_too_small_for_float32(std):
+    with pytest.raises(ConfigError, match=r"normalize: std must be a finite number >= 1\.17"):
+        normalize(IMGS, 0.3, std)
+
+
+def test_normalize_refuses_coefficients_that_overflow_float32():
+    with pytest.raises(ConfigError, match=r"normalize: mean / std .*overflows float32"):
+        normalize(IMGS, 1e30, 1e-30)
+
+
+def test_normalize_smallest_allowed_std_gives_finite_output():
+    tiny = float(np.finfo(np.float32).tiny)
+    out = normalize(IMGS, 0.0, tiny)
+    assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("arg", ["mean", "std"])
+@pytest.mark.parametrize("bad", ["a", None, np.array([0.5, 0.5]), np.array(0.5), True, [0.5]])
+def test_normalize_mean_and_std_must_be_real_numbers(arg, bad):
+    kwargs = {"mean": 0.3, "std": 0.3, arg: bad}
+    with pytest.raises(ConfigError, match=rf"normalize: {arg} must be a real number, got"):
+        normalize(IMGS, **kwargs)
+
+
+def test_normalize_accepts_numpy_scalars():
+    np.testing.assert_array_equal(normalize(IMGS, np.float64(0.3), np.float64(0.4)), normalize(IMGS, 0.3, 0.4))
+    np.testing.assert_array_equal(normalize(IMGS, np.int64(0), 1), normalize(IMGS, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.uint16, np.uint32, np.int8])
+def test_normalize_refuses_integer_pixels_other_than_uint8(dtype):
+    # np.asarray on a list of pixel rows gives int64: it must not be taken as [0, 1] values.
+    pixels = [[[0, 255], [51, 102]]] if dtype != np.int8 else [[[0, 127], [51, 102]]]
+    x = np.asarray(pixels, dtype=dtype)
+    with pytest.raises(ShapeError, match=rf"normalize needs uint8 pixels \(0\.\.255\) or floats in \[0, 1\], got dtype {np.dtype(dtype)}"):
+        normalize(x, 0.2, 0.5)
+    # Both suggested fixes give the same answer.
+    np.testing.assert_allclose(
+        normalize(x.astype(np.float32) / 255, 0.2, 0.5), normalize(x.astype(np.uint8), 0.2, 0.5), atol=1e-6
+    )

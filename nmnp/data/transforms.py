@@ -19,6 +19,7 @@ source indices, and applied to the whole batch with one NumPy gather.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -31,6 +32,10 @@ INTERPOLATIONS = ("nearest", "bilinear")
 # Bilinear rotation works in float32 on blocks of this many images, so that the four
 # gathered neighbour arrays stay a few tens of MB even for 60,000 images.
 _BILINEAR_BLOCK = 4096
+
+# Smallest std normalize accepts: float32's smallest normal number. 1 / std is then at most
+# about 8.5e37, finite in float32 (a subnormal std such as 1e-320 made every output NaN).
+_MIN_STD = float(np.finfo(np.float32).tiny)
 
 
 def _rotation_terms(degrees: float) -> tuple[float, float]:
@@ -209,12 +214,17 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
 
     Parameters
     ----------
-    images : (N, H, W) or (N, D) array
-        uint8 pixels are first scaled to [0, 1] (divided by 255); other dtypes (float pixels
-        already in [0, 1], say) are used as they are. ``mean`` and ``std`` are on that
-        [0, 1] scale, as returned by :func:`nmnp.data.datasets.pixel_stats`.
+    images : (N, H, W) or (N, D) array, uint8 or float
+        uint8 pixels (0..255) are first scaled to [0, 1] (divided by 255); float pixels are
+        taken to be on that [0, 1] scale already and used as they are. Other integer dtypes
+        are refused: int64 pixels in 0..255 (what ``np.asarray`` makes of a list of rows)
+        would otherwise come out 255 times too large. ``mean`` and ``std`` are on the [0, 1]
+        scale, as returned by :func:`nmnp.data.datasets.pixel_stats`. N may be 0.
     mean : float
-    std : float, > 0
+        A finite real number (Python or NumPy scalar; bools refused).
+    std : float
+        A finite real number >= ``np.finfo(np.float32).tiny`` (about 1.18e-38), so that the
+        float32 coefficients ``1 / std`` and ``mean / std`` are finite.
     out : (N, H * W) float32 array, optional
         Written in place and returned instead of a new array (C-contiguous and writeable).
         A stream fills one such array task after task: on some machines the page faults of
@@ -228,32 +238,51 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
     Raises
     ------
     ShapeError
-        If ``images`` is not 2-D or 3-D, or not numeric; or if ``out`` is not a writeable,
-        C-contiguous float32 array of shape (N, H * W).
+        If ``images`` is not 2-D or 3-D, or its pixels are neither uint8 nor float; or if
+        ``out`` is not a writeable, C-contiguous float32 array of shape (N, H * W).
     ConfigError
-        If ``mean`` is not finite or ``std`` is not a finite positive number.
+        If ``mean`` or ``std`` is not a real number, ``mean`` is not finite, ``std`` is not
+        finite or below float32's smallest normal number, or ``mean / std`` overflows float32.
     """
     images = np.asarray(images)
     if images.ndim not in (2, 3):
         raise ShapeError(f"normalize needs images of shape (N, H, W) or (N, D), got shape {images.shape}.")
-    if images.dtype.kind not in "uif":
-        raise ShapeError(f"normalize needs integer or float pixels, got dtype {images.dtype}.")
-    mean, std = float(mean), float(std)
+    if images.dtype != np.uint8 and images.dtype.kind != "f":
+        raise ShapeError(
+            "normalize needs uint8 pixels (0..255) or floats in [0, 1], got dtype "
+            f"{images.dtype}; convert with .astype(np.uint8) or divide by 255 first."
+        )
+    mean, std = _real_arg("mean", mean), _real_arg("std", std)
     if not math.isfinite(mean):
         raise ConfigError(f"normalize: mean must be finite, got {mean}.")
-    if not (math.isfinite(std) and std > 0):
-        raise ConfigError(f"normalize: std must be a finite positive number, got {std}.")
+    if not (math.isfinite(std) and std >= _MIN_STD):
+        raise ConfigError(f"normalize: std must be a finite number >= {_MIN_STD:.6g}, got {std}.")
     scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
-    flat = images.reshape(len(images), -1)
+    with np.errstate(over="ignore"):  # overflow to inf is refused just below
+        factor, shift = np.float32(scale / std), np.float32(mean / std)
+    if not np.isfinite(shift):
+        raise ConfigError(
+            f"normalize: mean / std = {mean / std:.3g} overflows float32 (mean={mean}, std={std})."
+        )
+    n = images.shape[0]
+    flat = images.reshape(n, math.prod(images.shape[1:]))  # -1 cannot be inferred when N = 0
     if out is None:
         out = flat.astype(np.float32)
     else:
         _check_out(out, flat.shape, "normalize")
         out[...] = flat  # the same conversion as astype
     # One multiply and one subtract, in place: (x * scale - mean) / std.
-    out *= np.float32(scale / std)
-    out -= np.float32(mean / std)
+    out *= factor
+    out -= shift
     return out
+
+
+def _real_arg(name: str, value) -> float:
+    """``value`` as a float, or ConfigError naming ``normalize``'s argument (bools, strings,
+    None and arrays, 0-d included, are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"normalize: {name} must be a real number, got {value!r}.")
+    return float(value)
 
 
 def _check_out(out, shape: tuple, func: str) -> None:
