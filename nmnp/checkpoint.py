@@ -64,9 +64,6 @@ _PRELUDE = struct.Struct("<8sIIQ")  # magic, version, header length, file length
 _DIGEST = 32
 _ALIGN = 8
 _MAX_HEADER = 64 << 20  # a header is a few KB per 100 tasks; more is a damaged length field
-#: Refuse to regenerate fixed weights needing more random draws than this (a damaged or
-#: hostile header could otherwise claim a network that takes hours to rebuild).
-MAX_RANDOM_DRAWS = 1 << 31
 
 
 @dataclass
@@ -268,13 +265,7 @@ def _config_of(header: dict, name: str) -> NetworkConfig:
         config = NetworkConfig.from_dict(raw)
     except (NmnpError, TypeError) as err:
         raise CheckpointError(f"checkpoint {name} holds an invalid network configuration ({err})") from None
-    draws = config.n_units * max(config.n_inputs, config.n_outputs)
-    if draws > MAX_RANDOM_DRAWS:
-        raise CheckpointError(
-            f"checkpoint {name} describes a network too large to regenerate "
-            f"({config.n_units} units x {config.n_inputs} inputs; limit {MAX_RANDOM_DRAWS} draws)"
-        )
-    return config
+    return config  # NetworkConfig refuses one too large to regenerate (MAX_RANDOM_DRAWS)
 
 
 def _arrays(header: dict, section: memoryview, config: NetworkConfig, n_tasks: int, name: str):

@@ -9,6 +9,10 @@ import numpy as np
 from .errors import ConfigError
 
 _DTYPES = ("float32", "float64")
+#: Most random draws the fixed weights may take (n_units x max(n_inputs, n_outputs), about
+#: 2 x 10^9). A network beyond it (a slip such as 10**12 units, or a damaged checkpoint
+#: header) is refused at once instead of running out of memory or building for minutes.
+MAX_RANDOM_DRAWS = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class NetworkConfig:
             )
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"seed must be a non-negative 63-bit integer, got {self.seed}")
+        draws = int(self.n_units) * max(int(self.n_inputs), int(self.n_outputs))
+        if draws > MAX_RANDOM_DRAWS:
+            raise ConfigError(
+                f"a network of {self.n_units} units x {max(self.n_inputs, self.n_outputs)} "
+                f"inputs or outputs is too large to regenerate: {draws:,} random draws, more than "
+                f"the {MAX_RANDOM_DRAWS:,} allowed"
+            )
 
     @classmethod
     def flynet(cls, seed: int = 0, dtype: str = "float32") -> "NetworkConfig":

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import initializers, layers
 from .config import NetworkConfig
-from .errors import ShapeError, TaskError
+from .errors import ConfigError, ShapeError, TaskError
 from .kernels import get_backend
 from .kernels.reference import HOST_BATCH, check_batch_size
 from .losses import softmax_cross_entropy
@@ -138,6 +138,8 @@ class ModulatedNetwork(Classifier):
     """
 
     def __init__(self, config: NetworkConfig, backend: str = "cpu"):
+        if not isinstance(config, NetworkConfig):
+            raise ConfigError(f"a ModulatedNetwork needs a NetworkConfig, got {type(config).__name__}")
         self.config = config
         self.dtype = np.dtype(config.dtype)
         self.set_backend(backend)
@@ -443,7 +445,12 @@ class ModulatedNetwork(Classifier):
         """
         x = self.check_inputs(x)
         y = self.check_labels(labels, x.shape[0])
-        ids = list(range(self.n_tasks)) if task_ids is None else list(task_ids)
+        if task_ids is None:
+            ids = list(range(self.n_tasks))
+        elif isinstance(task_ids, (int, np.integer)) or not np.iterable(task_ids):
+            raise TaskError(f"task_ids must be a sequence of task ids, got {task_ids!r}")
+        else:
+            ids = list(task_ids)
         contexts = [self.task(t) for t in ids]
         if not contexts or x.shape[0] == 0:
             raise ShapeError("evaluate_tasks needs at least one task and one sample")

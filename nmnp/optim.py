@@ -554,6 +554,14 @@ class Adam(Optimizer):
 OPTIMIZERS: dict[str, type[Optimizer]] = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}
 
 
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The optimiser class called ``name`` (case-insensitive); ConfigError for another name."""
+    key = name.lower() if isinstance(name, str) else None  # a list is not hashable
+    if key not in OPTIMIZERS:
+        raise ConfigError(f"Unknown optimizer name {name!r}; known names are {sorted(OPTIMIZERS)}.")
+    return OPTIMIZERS[key]
+
+
 def make_optimizer(name: str, params, lr, **kwargs) -> Optimizer:
     """Build an optimiser by name, e.g. from a configuration file.
 
@@ -578,10 +586,7 @@ def make_optimizer(name: str, params, lr, **kwargs) -> Optimizer:
     ConfigError
         For an unknown name, an argument the optimiser does not take, or an invalid value.
     """
-    key = name.lower() if isinstance(name, str) else name
-    if key not in OPTIMIZERS:
-        raise ConfigError(f"Unknown optimizer name {name!r}; known names are {sorted(OPTIMIZERS)}.")
-    cls = OPTIMIZERS[key]
+    cls = optimizer_class(name)
     accepted = [a for a in inspect.signature(cls).parameters if a not in ("params", "lr")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .errors import ConfigError, ShapeError, TrainingError
 from .initializers import SHUFFLE, rng_for
-from .optim import make_optimizer
+from .optim import make_optimizer, optimizer_class
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class TrainSettings:
              "encode_cache_mb must be >= 0")
         if self.max_steps is not None:
             whole("max_steps", self.max_steps, 1, "max_steps must be a positive integer or None")
+        optimizer_class(self.optimizer)  # an unknown name is refused here, not at the first task
 
     def steps_per_epoch(self, n_samples: int) -> list[int]:
         """Optimiser steps in each epoch that runs, for a training set of ``n_samples``.

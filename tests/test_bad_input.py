@@ -356,3 +356,24 @@ def test_classes_must_be_integer_ids(classes, message):
     with pytest.raises(ShapeError, match=message):
         net.predict(x, 0, classes=classes)
     assert set(net.predict(x, 0, classes=[1, 0]).tolist()) <= {0, 1}  # only those compete
+
+
+def test_wrong_kinds_of_argument_are_named_not_raw_python_errors():
+    """Each of these raised a raw TypeError or AttributeError from deep inside."""
+    from nmnp.errors import BackendError
+    from nmnp.kernels import get_backend
+    from nmnp.optim import make_optimizer
+
+    with pytest.raises(BackendError, match=r"unknown backend \['cpu'\]"):
+        get_backend(["cpu"])  # unhashable
+    with pytest.raises(ConfigError, match=r"Unknown optimizer name \['sgd'\]"):
+        make_optimizer(["sgd"], {"w": np.zeros(2)}, 0.1)
+    with pytest.raises(ConfigError, match="a ModulatedNetwork needs a NetworkConfig, got NoneType"):
+        ModulatedNetwork(None)
+    with pytest.raises(ConfigError, match="Unknown optimizer name 'foo'"):
+        TrainSettings(optimizer="foo")  # at construction, not when the first task trains
+    net = net_with_task()
+    x, y = data(4)
+    with pytest.raises(TaskError, match="task_ids must be a sequence of task ids, got 0"):
+        net.evaluate_tasks(x, y, 0)
+    assert net.evaluate_tasks(x, y, [0]).shape == (1,)

@@ -235,3 +235,16 @@ def test_pixel_stats_matches_numpy():
         pixel_stats(x / 255)
     with pytest.raises(ShapeError, match="empty"):
         pixel_stats(np.zeros((0, 28, 28), np.uint8))
+
+
+def test_a_data_folder_for_the_shipped_dataset_is_refused_not_ignored(tmp_path, capsys):
+    """load_dataset (and so `compare --data-dir`, which used to ignore it) refuses it; `run`
+    refused it already."""
+    from nmnp.cli import main
+    from nmnp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fashion-mnist-subset is shipped with nmnp"):
+        load_dataset("fashion-mnist-subset", data_dir=tmp_path)
+    code = main(["compare", "--dataset", "fashion-mnist-subset", "--data-dir", str(tmp_path),
+                 "--tasks", "1", "--strategies", "crwn", "--units", "40", "--quiet"])
+    assert code == 2 and "is shipped with nmnp" in capsys.readouterr().err

@@ -146,6 +146,11 @@ def test_config_errors_are_named():
         NetworkConfig(n_inputs=8, inputs_per_unit=9)
     with pytest.raises(ConfigError, match="n_units must be at least 1"):
         NetworkConfig(n_units=0)
+    with pytest.raises(ConfigError, match=r"1000000000000 units x 784 inputs or outputs is too "
+                       r"large to regenerate: 784,000,000,000,000 random draws, more than the "
+                       r"2,147,483,648 allowed"):
+        NetworkConfig(n_inputs=784, n_units=10**12)  # a slip: a MemoryError deep inside before
+    NetworkConfig(n_inputs=784, n_units=(1 << 31) // 784)  # the largest allowed is a config
     with pytest.raises(ConfigError, match="dtype must be one of"):
         NetworkConfig(dtype="float16")
 

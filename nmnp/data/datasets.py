@@ -550,7 +550,8 @@ def load_dataset(
         ``"mnist"`` or ``"kmnist"``.
     data_dir : path, optional
         Folder holding the four IDX files (or a subfolder named after the dataset). When
-        given, nothing else is searched.
+        given, nothing else is searched. Not for the shipped dataset, which has no files to
+        look for.
     download : bool
         If the files are found nowhere, download them into the cache (verified; see
         :func:`nmnp.data.download.download_dataset`). Files already present anywhere on the
@@ -563,12 +564,16 @@ def load_dataset(
     Raises
     ------
     ConfigError
-        If ``name`` is unknown.
+        If ``name`` is unknown, or ``data_dir`` is given for the shipped dataset (it would be
+        ignored, and an explicit folder is never silently replaced by another copy).
     DataError
         If the files are missing, unreadable or malformed, or the download fails.
     """
     spec = get_spec(name)
     if spec.shipped:
+        if data_dir is not None:
+            raise ConfigError(f"a data folder is only for datasets read from files; {spec.name} "
+                              f"is shipped with nmnp (got data_dir={str(data_dir)!r})")
         return _load_shipped(spec)
     try:
         paths = find_dataset_files(spec.name, data_dir)

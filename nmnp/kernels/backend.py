@@ -54,7 +54,7 @@ def get_backend(backend: "str | ModuleType") -> ModuleType:
     """
     if isinstance(backend, ModuleType):
         return backend
-    if backend not in _MODULES:
+    if not isinstance(backend, str) or backend not in _MODULES:  # a list is not hashable
         raise BackendError(
             f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
         )
