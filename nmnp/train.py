@@ -220,7 +220,9 @@ def train_task(
                     )
                 try:
                     optimizer.step(grads)
-                except ShapeError as err:  # a non-finite gradient is refused before any write
+                except (ShapeError, TrainingError) as err:
+                    # a non-finite gradient, or an update that would overflow: refused before
+                    # any write, and named with the task and step like a non-finite loss
                     raise TrainingError(
                         f"{where}, epoch {epoch + 1}, step {step + 1}: {err}"
                     ) from err

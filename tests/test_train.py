@@ -227,3 +227,15 @@ def test_step_cap_counts_for_the_encoded_set_cache():
                                                         max_steps=max_steps), progress=False)
         assert report.steps == max_steps
         assert report.encoded_cache_bytes == (256 * 80 * 4 if cached else 0)
+
+
+def test_an_overflowing_update_stops_training_with_task_and_step():
+    """The optimiser refuses an update that would overflow float32 (here SGD at lr 1e300);
+    the error names the task, epoch and step like a non-finite loss, and nothing is written."""
+    net = ModulatedNetwork(CONFIG)
+    t = net.add_task()
+    before = net.tasks[t].gains.copy()
+    with pytest.raises(TrainingError, match=r"task id 0, epoch 1, step 1: SGD step would make "):
+        train_task(net, t, *blobs(0, 64), TrainSettings(batch_size=32, lr=1e300, optimizer="sgd"),
+                   progress=False)
+    np.testing.assert_array_equal(net.tasks[t].gains, before)
