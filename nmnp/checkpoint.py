@@ -101,13 +101,20 @@ def to_bytes(model, extra: dict | None = None) -> bytes:
     Raises
     ------
     CheckpointError
-        If a context holds NaN or infinite values, or ``extra`` is not plain JSON.
+        If a context has the wrong shape or holds NaN or infinite values, or ``extra`` is
+        not plain JSON.
     """
     dtype = np.dtype(model.config.dtype).newbyteorder("<")
     table, blobs, offset = [], [], 0
+    shapes = {"gains": (model.config.n_units,), "strength": (1,)}
     for i, ctx in enumerate(model.tasks):
         for part in ("gains", "strength"):
             a = np.ascontiguousarray(getattr(ctx, part), dtype=dtype)
+            if a.shape != shapes[part]:  # replaced by hand: the file could not be loaded
+                raise CheckpointError(
+                    f"task {i} ({ctx.name!r}) has {part} of shape {a.shape}, expected "
+                    f"{shapes[part]}, so it was not saved"
+                )
             if not np.isfinite(a).all():
                 raise CheckpointError(
                     f"task {i} ({ctx.name!r}) has NaN or infinite {part}, so it was not saved"

@@ -211,8 +211,16 @@ class ModulatedNetwork(Classifier):
         return task_id
 
     def task(self, task_id: int) -> TaskContext:
-        """The context of a stored task; TaskError for an unknown id."""
-        return find_task(self.tasks, task_id, "this network")
+        """The context of a stored task; TaskError for an unknown id, ShapeError for a context
+        whose arrays were replaced by ones of another shape (the kernels would read past
+        them)."""
+        ctx = find_task(self.tasks, task_id, "this network")
+        if ctx.gains.shape != (self.config.n_units,) or ctx.strength.shape != (1,):
+            raise ShapeError(
+                f"task {task_id} ({ctx.name!r}) has gains of shape {ctx.gains.shape} and strength "
+                f"of shape {ctx.strength.shape}; expected ({self.config.n_units},) and (1,)"
+            )
+        return ctx
 
     def prediction_state(self, task_id: int) -> dict:
         """Task ``task_id``'s gains and strength: all it learned (see

@@ -377,3 +377,22 @@ def test_wrong_kinds_of_argument_are_named_not_raw_python_errors():
     with pytest.raises(TaskError, match="task_ids must be a sequence of task ids, got 0"):
         net.evaluate_tasks(x, y, 0)
     assert net.evaluate_tasks(x, y, [0]).shape == (1,)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_context_replaced_by_one_of_another_shape_is_refused(backend, tmp_path):
+    """The cpu kernels read n_units gains whatever the array holds (past its end for a short
+    one), and save wrote a file that load refused."""
+    from nmnp.errors import CheckpointError
+
+    net = ModulatedNetwork(CONFIG, backend)
+    t = net.add_task("short")
+    x, y = data(4)
+    net.tasks[t].gains = np.ones(5, np.float32)
+    with pytest.raises(ShapeError, match=r"task 0 \('short'\) has gains of shape \(5,\).*expected \(40,\)"):
+        net.predict(x, t)
+    with pytest.raises(ShapeError, match="has gains of shape"):
+        net.loss_and_grads_batch(net.check_inputs(x), y, t)
+    with pytest.raises(CheckpointError, match=r"has gains of shape \(5,\), expected \(40,\), so it was not saved"):
+        net.save(tmp_path / "net.nmnp")
+    assert not (tmp_path / "net.nmnp").exists()
