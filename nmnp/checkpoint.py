@@ -139,7 +139,7 @@ def to_bytes(model, extra: dict | None = None) -> bytes:
     }
     try:
         text = json.dumps(header, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RecursionError) as err:  # RecursionError: nested too deep
         raise CheckpointError(f"extra cannot be stored as plain JSON ({err})") from err
     head_pad = -(_PRELUDE.size + len(text)) % _ALIGN
     total = _PRELUDE.size + len(text) + head_pad + offset + _DIGEST
@@ -359,7 +359,10 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
     if extra is not None and not isinstance(extra, dict):
         raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
     if into is not None:
-        if not isinstance(into, ModulatedNetwork) or into.n_tasks:
+        if not isinstance(into, ModulatedNetwork):
+            raise CheckpointError(f"a checkpoint can only be loaded into a ModulatedNetwork, got "
+                                  f"{type(into).__name__}")
+        if into.n_tasks:
             raise CheckpointError("a checkpoint can only be loaded into a network that has no tasks yet")
         expected_config = into.config if expected_config is None else expected_config
     if expected_config is not None:

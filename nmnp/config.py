@@ -81,6 +81,9 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkConfig":
+        """The configuration :meth:`to_dict` wrote; ConfigError for anything else."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a network configuration must be a dict, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:

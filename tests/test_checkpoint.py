@@ -372,3 +372,21 @@ def test_forged_headers_load_or_raise_checkpoint_error(where, value, delete):
     else:
         parent[where[-1]] = value
     _load_or_checkpoint_error(reseal(version, header, section))
+
+
+def test_odd_arguments_get_named_errors(tmp_path):
+    """A network that is not one, a configuration that is not a dict, and an ``extra`` nested
+    too deep for JSON: each said something misleading or raised a raw Python error."""
+    net = ModulatedNetwork(NetworkConfig(8, 6, 2, 3, seed=0))
+    net.add_task()
+    path = net.save(tmp_path / "net.nmnp")
+    with pytest.raises(CheckpointError, match="only be loaded into a ModulatedNetwork, got str"):
+        checkpoint.read(path, into="x")
+    with pytest.raises(ConfigError, match="must be a dict, got list"):
+        NetworkConfig.from_dict([1, 2])
+    deep = {}
+    for _ in range(100_000):
+        deep = {"a": deep}
+    with pytest.raises(CheckpointError, match="extra cannot be stored as plain JSON"):
+        net.save(tmp_path / "deep.nmnp", extra=deep)
+    assert not (tmp_path / "deep.nmnp").exists()
