@@ -79,6 +79,35 @@ def test_bilinear_uint8_rounds_to_nearest():
     np.testing.assert_array_equal(out, np.floor(exact + 0.5).astype(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int32, np.uint32])
+def test_bilinear_is_exact_for_integers_up_to_32_bits(dtype):
+    # Random pixels over the whole range: blending in float32 would round 32-bit values
+    # (24-bit mantissa), and the range's ends used to wrap around on the cast back.
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(3)
+    img = rng.integers(info.min, info.max, size=(2, 9, 9), dtype=dtype, endpoint=True)
+    img[:, 3:6, 3:6] = info.max
+    img[1, 3:6, 3:6] = info.min
+    out = rotate_images(img, 17, "bilinear")
+    exact = rotate_images(img.astype(np.float64), 17, "bilinear")
+    expected = np.clip(np.floor(exact + 0.5), info.min, info.max).astype(dtype)
+    np.testing.assert_array_equal(out, expected)
+    assert out[0, 4, 4] == info.max and out[1, 4, 4] == info.min
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_bilinear_keeps_64_bit_extremes_at_the_extremes(dtype):
+    # float64 cannot hold 2**63 - 1 or 2**64 - 1; the result must stay within float64's
+    # rounding of the extreme, not wrap to the other end of the range.
+    info = np.iinfo(dtype)
+    img = np.full((2, 7, 7), info.max, dtype=dtype)
+    img[1] = info.min
+    out = rotate_images(img, 10, "bilinear")
+    top, bottom = int(out[0, 3, 3]), int(out[1, 3, 3])  # Python ints: no wrap-around here
+    assert 0 <= info.max - top <= 2**12
+    assert bottom == info.min
+
+
 def test_invalid_arguments():
     with pytest.raises(ConfigError, match="interpolation"):
         rotate_images(IMGS, 10, "bicubic")

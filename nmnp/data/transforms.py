@@ -118,12 +118,27 @@ def _check_images(images: np.ndarray, func: str) -> np.ndarray:
     return images
 
 
+def _working_dtype(dtype: np.dtype) -> type:
+    """The float type bilinear blending is done in for pixels of ``dtype``.
+
+    float32 holds every integer up to 2**24 exactly, so it serves uint8 and 16-bit pixels;
+    32- and 64-bit integers and float64 pixels need float64 (exact up to 2**53).
+    """
+    wide = dtype == np.float64 or (dtype.kind in "ui" and dtype.itemsize > 2)
+    return np.float64 if wide else np.float32
+
+
 def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Round (half up, as PIL does) and clip float results into an integer dtype."""
     if dtype.kind == "f":
         return values.astype(dtype, copy=False)
     info = np.iinfo(dtype)
-    return np.clip(np.floor(values + 0.5), info.min, info.max).astype(dtype)
+    # The clip bounds must themselves convert back into ``dtype``: a wide type's maximum
+    # (2**63 - 1, say) rounds up to 2**63 as a float, which wraps to the minimum on the cast.
+    high = values.dtype.type(info.max)
+    if int(high) > info.max:
+        high = np.nextafter(high, values.dtype.type(0))
+    return np.clip(np.floor(values + 0.5), values.dtype.type(info.min), high).astype(dtype)
 
 
 def rotate_images(images: np.ndarray, degrees: float, interpolation: str = "nearest") -> np.ndarray:
@@ -140,6 +155,8 @@ def rotate_images(images: np.ndarray, degrees: float, interpolation: str = "near
         ``"nearest"`` copies the source pixel containing the sampling point (the same
         choice as PIL's ``NEAREST``). ``"bilinear"`` blends the four neighbouring pixels;
         integer results are rounded to nearest (half up) and clipped to the dtype's range.
+        The blend is exact for pixels of up to 32 bits; 64-bit integers beyond 2**53 come back
+        rounded to float64's precision (within 2**-52 of their value).
 
     Returns
     -------
@@ -199,7 +216,7 @@ def rotate_images(images: np.ndarray, degrees: float, interpolation: str = "near
     ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
     corners = (ya * w + xa, ya * w + xb, yb * w + xa, yb * w + xb)
     weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
-    work = np.float64 if images.dtype == np.float64 else np.float32
+    work = _working_dtype(images.dtype)
     for start in range(0, n, _BILINEAR_BLOCK):
         block = flat[start : start + _BILINEAR_BLOCK]
         acc = np.zeros((len(block), len(x0)), dtype=work)
