@@ -190,6 +190,27 @@ def test_normalize_refuses_coefficients_that_overflow_float32():
         normalize(IMGS, 1e30, 1e-30)
 
 
+@pytest.mark.parametrize("pixels, fits, dtype, mean, std", [
+    (3e38, 3e37, np.float32, 0.3, 0.3),     # overflows in the scaling
+    (-3e38, -3e37, np.float32, 1e38, 1.0),  # overflows in the shift
+    (1e300, 1e37, np.float64, 0.3, 0.3),    # overflows in the cast to float32
+])
+@pytest.mark.parametrize("into_out", [False, True])
+def test_normalize_refuses_float_pixels_that_overflow_float32(pixels, fits, dtype, mean, std, into_out):
+    x = np.array([[0.5, pixels], [0.1, 0.2]], dtype=dtype)
+    out = np.empty(x.shape, np.float32) if into_out else None
+    with pytest.raises(ShapeError, match=r"normalize: pixels as large as .* overflow float32 once standardised"):
+        normalize(x, mean, std, out=out)
+    # Large values that fit come out finite.
+    x[0, 1] = fits
+    assert np.all(np.isfinite(normalize(x, mean, std, out=out)))
+
+
+def test_normalize_passes_nan_and_inf_through_for_the_input_check():
+    out = normalize(np.array([[np.nan, np.inf, 0.5]], dtype=np.float32), 0.5, 0.5)
+    assert np.isnan(out[0, 0]) and out[0, 1] == np.inf and out[0, 2] == 0.0
+
+
 def test_normalize_smallest_allowed_std_gives_finite_output():
     tiny = float(np.finfo(np.float32).tiny)
     out = normalize(IMGS, 0.0, tiny)

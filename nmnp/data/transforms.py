@@ -256,7 +256,9 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
     ------
     ShapeError
         If ``images`` is not 2-D or 3-D, or its pixels are neither uint8 nor float; or if
-        ``out`` is not a writeable, C-contiguous float32 array of shape (N, H * W).
+        ``out`` is not a writeable, C-contiguous float32 array of shape (N, H * W); or if a
+        float pixel overflows float32 once standardised (NaN and infinite pixels are passed
+        through, for the model's input check to report).
     ConfigError
         If ``mean`` or ``std`` is not a real number, ``mean`` is not finite, ``std`` is not
         finite or below float32's smallest normal number, or ``mean / std`` overflows float32.
@@ -283,14 +285,24 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
         )
     n = images.shape[0]
     flat = images.reshape(n, math.prod(images.shape[1:]))  # -1 cannot be inferred when N = 0
-    if out is None:
-        out = flat.astype(np.float32)
-    else:
+    if out is not None:
         _check_out(out, flat.shape, "normalize")
-        out[...] = flat  # the same conversion as astype
-    # One multiply and one subtract, in place: (x * scale - mean) / std.
-    out *= factor
-    out -= shift
+    # Float pixels far off the [0, 1] scale can overflow float32 in the cast or the scaling.
+    # The floating-point overflow flag catches that without another pass over the data.
+    try:
+        with np.errstate(over="raise"):
+            if out is None:
+                out = flat.astype(np.float32)
+            else:
+                out[...] = flat  # the same conversion as astype
+            # One multiply and one subtract, in place: (x * scale - mean) / std.
+            out *= factor
+            out -= shift
+    except FloatingPointError:
+        raise ShapeError(
+            f"normalize: pixels as large as {np.nanmax(np.abs(flat)):.3g} overflow float32 once "
+            f"standardised (mean={mean}, std={std}); float pixels must be on the [0, 1] scale."
+        ) from None
     return out
 
 
