@@ -182,3 +182,35 @@ def test_the_performance_check_notices_a_stale_figure():
     assert len(wrong) == 4
     assert "cpu (Numba), 2 threads, batch 128" in wrong[0] and "sgemm" in wrong[1]
     assert "PyTorch dense inference of 36 task(s) at batch 128" in wrong[2] and "36 tasks" in wrong[3]
+
+
+def roofline_mismatches(text: str, sgemm_gflops: float) -> list[str]:
+    """Figures of the README's roofline paragraph that differ from what ``nmnp.bench``
+    computes: the flops and bytes of one FlyNet training sample at batch 128, and the compute
+    limit those flops give at the quoted sgemm rate."""
+    from nmnp.bench import training_bytes_per_sample, training_flops_per_sample
+    from nmnp.config import NetworkConfig
+
+    paragraph = next(p for p in performance_section(text).split("\n\n") if p.startswith("Roofline:"))
+    paragraph = " ".join(paragraph.split())
+    config = NetworkConfig.flynet(0, "float32")
+    flops = training_flops_per_sample(config)
+    limit = round(sgemm_gflops * 1e9 / flops, -3)
+    quoted = {
+        "flops": f"needs {flops:,} flops",
+        "bytes": f"about {training_bytes_per_sample(config, 128) / 1000:.1f} KB of memory traffic at batch 128",
+        "compute limit": f"{sgemm_gflops:.1f} GFLOP/s the compute limit is about {limit:,.0f} samples/s",
+    }
+    return [f"{name}: {phrase!r} not in the paragraph" for name, phrase in quoted.items() if phrase not in paragraph]
+
+
+def test_the_roofline_paragraph_matches_the_work_counts():
+    report = json.loads(BENCH_REPORT.read_text(encoding="utf-8"))
+    assert roofline_mismatches(README.read_text(encoding="utf-8"), report["peaks"]["sgemm_gflops"]) == []
+
+
+def test_the_roofline_check_notices_a_wrong_figure():
+    report = json.loads(BENCH_REPORT.read_text(encoding="utf-8"))
+    text = README.read_text(encoding="utf-8").replace("about 7.8 KB", "about 4.3 KB")
+    wrong = roofline_mismatches(text, report["peaks"]["sgemm_gflops"] * 2)
+    assert [w.split(":")[0] for w in wrong] == ["bytes", "compute limit"]
