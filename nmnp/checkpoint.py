@@ -27,10 +27,11 @@ keeps its experiment configuration and accuracy matrix there, to resume).
 
 Loading checks, in order: magic, version (a newer one is refused by name), length
 (truncated or extended), checksum (any changed byte), the header's structure, every
-array's name, dtype, shape and position against the configuration, finite values, then
-regenerates the fixed weights and compares their fingerprint (a change in how random
-weights are drawn is caught here, not silently loaded into a different network), and
-finally an optional expected configuration. Any failure raises
+array's name, dtype, shape and position against the configuration, finite values, an
+optional expected configuration (a file of another network is named as such before any
+weights are drawn), and finally the fingerprint of the fixed weights regenerated from the
+configuration (a change in how random weights are drawn is caught here, not silently loaded
+into a different network). Any failure raises
 :class:`~nmnp.errors.CheckpointError` naming the file and the problem.
 
 Writes go through :func:`nmnp.atomic.atomic_write_bytes`: a crash leaves the old file or

@@ -1,5 +1,6 @@
 """The `run` command: its output, its files, checkpoint and resume options, and its errors
-(one line ``nmnp: error: ...``, exit status 2, never a traceback)."""
+(one line, ``nmnp run: error: ...`` from the parser or ``nmnp: error: ...`` from the library;
+exit status 2; never a traceback)."""
 
 from __future__ import annotations
 
