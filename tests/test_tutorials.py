@@ -121,3 +121,18 @@ def test_read_source_splits_cells(tmp_path):
     src.write_text("# %% [markdown]\nnot a comment\n")
     with pytest.raises(ValueError, match="Markdown line"):
         build.read_source(src)
+
+
+def test_prose_only_rebuild_keeps_outputs_and_refuses_changed_code():
+    """``build.py --prose-only``: new Markdown, the saved code cells and outputs untouched;
+    a changed code cell or a new cell is refused, since the saved outputs could be stale."""
+    saved = build.make_notebook([("markdown", "# Old"), ("code", "print(1)")])
+    saved.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    saved.cells[1].execution_count = 1
+    new = build.with_new_prose(saved, [("markdown", "# New"), ("code", "print(1)")])
+    assert new.cells[0].source == "# New" and saved.cells[0].source == "# Old"
+    assert new.cells[1].outputs == saved.cells[1].outputs and new.cells[1].execution_count == 1
+    with pytest.raises(ValueError, match="code cell 1 changed"):
+        build.with_new_prose(saved, [("markdown", "# New"), ("code", "print(2)")])
+    with pytest.raises(ValueError, match="kinds or number"):
+        build.with_new_prose(saved, [("markdown", "# New"), ("code", "print(1)"), ("markdown", "x")])

@@ -8,6 +8,7 @@ comments (``# text``). Edit the source, never the notebook, then rebuild::
     python tutorials/build.py               # every notebook
     python tutorials/build.py 02 04         # those whose name starts with 02 or 04
     python tutorials/build.py --no-execute  # cells only, without outputs (fast)
+    python tutorials/build.py --prose-only  # new Markdown, saved code cells and outputs kept
 
 Notebooks run in ``tutorials/`` with the ``python3`` kernel and are saved with their outputs,
 so a reader sees every plot without running anything. The wall time of each run is printed
@@ -74,6 +75,26 @@ def make_notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     return nb
 
 
+def with_new_prose(saved: nbformat.NotebookNode, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """``saved`` with its Markdown cells replaced by those of ``cells``, outputs kept.
+
+    For an edit to the prose alone, which would not change what the code prints. Raises
+    ValueError when the sources' code cells or the order of cell kinds differ from the saved
+    notebook's: then the outputs may be stale, and the notebook must be run again.
+    """
+    kinds = [cell.cell_type for cell in saved.cells]
+    if kinds != [kind for kind, _ in cells]:
+        raise ValueError("the cells' kinds or number changed: run the notebook again")
+    for i, (cell, (kind, text)) in enumerate(zip(saved.cells, cells)):
+        if kind == _CODE and cell.source != text:
+            raise ValueError(f"code cell {i} changed: run the notebook again")
+    updated = nbformat.from_dict(saved)
+    for cell, (kind, text) in zip(updated.cells, cells):
+        if kind == _MARKDOWN:
+            cell.source = text
+    return updated
+
+
 def kernel_env() -> dict:
     """The environment the kernel gets: ours, without a forced non-inline plot backend."""
     env = dict(os.environ)
@@ -102,7 +123,11 @@ def notebook_path(source: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="build only notebooks whose name starts so")
-    parser.add_argument("--no-execute", action="store_true", help="write cells without outputs")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--no-execute", action="store_true", help="write cells without outputs")
+    mode.add_argument("--prose-only", action="store_true",
+                      help="replace only the Markdown cells of the saved notebooks, keeping "
+                           "their outputs (refused when a code cell changed)")
     args = parser.parse_args(argv)
     sources = sorted(SOURCES.glob("[0-9]*.py"))
     if args.prefixes:
@@ -111,6 +136,15 @@ def main(argv=None) -> int:
         print("no tutorial source matches", file=sys.stderr)
         return 1
     for source in sources:
+        if args.prose_only:
+            try:
+                nb = with_new_prose(nbformat.read(notebook_path(source), as_version=4),
+                                    read_source(source))
+            except (OSError, ValueError) as exc:
+                print(f"{source.stem}: {exc}", file=sys.stderr)
+                return 1
+            nbformat.write(nb, notebook_path(source))
+            continue
         nb = make_notebook(read_source(source))
         if not args.no_execute:
             seconds = execute(nb)

@@ -299,8 +299,9 @@ assert corr_raw > 0.9
 #   on this subset, well above chance (0.1) and above a linear readout on the pixels.
 # * The Kenyon-cell encoder gets there with binary weights, 7 inputs per unit and no
 #   multiplications: each unit is a sum of 7 pixels.
-# * Per-image centring followed by a ReLU silences about half of the units in *every* image,
-#   $\frac12 - \gamma/(6\sqrt{2\pi k})$ to be precise, whatever its brightness.
+# * Per-image centring followed by a ReLU leaves about half of the units active in *every*
+#   image, whatever its brightness: a fraction $\frac12 - \gamma/(6\sqrt{2\pi k})$, a little
+#   under half for the right-skewed images ($\gamma > 0$) of this dataset.
 #
 # FlyNet does not fit a readout like $B$ above: its readout is random too, and fixed. What it
 # learns instead, one small vector per task, is the subject of

@@ -207,7 +207,9 @@ for backend in ["numpy", "cpu"]:
 # The truncation error is $O(\epsilon^2)$ and the rounding error $O(u/\epsilon)$ with $u
 # \approx 10^{-16}$ in float64, so with $\epsilon = 10^{-6}$ both are tiny. `check_gradient`
 # compares the two with the relative error $\|a - n\| / \max(\|a\|, \|n\|)$ and raises
-# `GradientCheckError` at $10^{-6}$ or more.
+# `GradientCheckError` at $10^{-6}$ or more, unless $\|a - n\|$ is below the rounding
+# floor of the differences themselves (`nmnp.gradcheck.rounding_floor`: a gradient too
+# small for central differences to resolve).
 
 # %%
 s_arr = np.array([s])  # the checker perturbs an array in place, so s goes in a (1,) array

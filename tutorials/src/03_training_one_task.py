@@ -183,7 +183,8 @@ assert 0.01 * median_grad < 1e-4 * median_gain
 #
 # `net.loss_and_grads(x, y, task)` checks its inputs on every call;
 # `net.loss_and_grads_batch` trusts inputs checked once beforehand and runs nmnp's fused
-# encoder-and-readout kernels, which never store the 7840-unit activity. The loop below
+# kernels: one pass computes the encoder activity and the logits together, and keeps the
+# activity (7840 values per sample) for the backward pass, which reads it once. The loop below
 # uses the second, as `train_task` does, and draws its shuffles from the same seeded
 # generator, so the two should agree exactly.
 

@@ -19,7 +19,7 @@
 # **No GPU needed.** Without one, the first cell switches on Numba's CUDA simulator, which
 # runs every CUDA thread as Python code on the CPU: correct results, very slowly. So the
 # shapes here are tiny, and no time measured here says anything about GPU speed. The
-# backend needs the numba-cuda package (`pip install nmnp[cuda]`).
+# backend needs the numba-cuda package (`pip install ".[cuda]"` in a clone of nmnp).
 
 # %%
 import os
@@ -66,7 +66,7 @@ def max_rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 # %% [markdown]
-# Each of the eight functions takes and returns host NumPy arrays, like its twins, so the
+# Each of the nine functions takes and returns host NumPy arrays, like its twins, so the
 # same tests run on every backend. Inside, the inputs are copied to the device, one or more
 # kernels run, and the results are copied back. Training does not go through these
 # per-batch functions: it keeps the data on the device (section 4).
@@ -160,7 +160,9 @@ plt.show()
 #   float64, by the next kernel: a second pass, deterministic run to run.
 # * `optimizer_step`: thread = unit, and $ds$ is summed in two levels: a **shared-memory
 #   tree** inside each block, then the per-block sums, added in block order by whichever
-#   block finishes last (elected with a single atomic counter, the only atomic in a step).
+#   block finishes last, elected with an atomic counter. No kernel adds data with atomics;
+#   the step's other atomic operations read the last block's inputs past the cache and set
+#   or test the error flag.
 #
 # Shared memory is a small scratchpad that the threads of one block share. The tree halves
 # the number of active threads at each level, with a barrier (`cuda.syncthreads()`) between
