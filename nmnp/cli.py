@@ -105,6 +105,7 @@ SKIP_UNCHANGED_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nmnp`` command line: the ``run`` and ``compare`` subcommands and their options."""
     parser = _Parser(prog="nmnp", description="Neuromodulated random-weight networks for continual learning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="learn a stream of tasks and report the accuracy matrix")
@@ -170,6 +171,8 @@ def _expected_runtime(args, config: ExperimentConfig) -> str | None:
 
 
 def cmd_run(args) -> int:
+    """``nmnp run``: build the stream, learn its tasks (resuming a checkpoint if asked), print
+    the accuracy matrix and metrics, and write the JSON report and figure; returns 0."""
     config = _resumed_config(args, args.resume) if args.resume else _config_from(args)
     if config.data_dir is not None and get_spec(config.dataset).shipped:
         raise ConfigError(
@@ -239,6 +242,7 @@ def _reuse_note(out: dict) -> str:
 
 
 def out_matrix(out: dict):
+    """The accuracy matrix (T, T) of a ``run`` JSON report, NaN above the diagonal."""
     from .continual.runner import ContinualResult
 
     return ContinualResult.from_dict(out).acc_matrix
@@ -249,6 +253,9 @@ def _title(config: ExperimentConfig) -> str:
 
 
 def main(argv=None) -> int:
+    """Run ``nmnp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status: 0 done,
+    2 for a library error (printed as one line, without a traceback), 130 when interrupted.
+    An option the parser refuses exits with status 2 (SystemExit) before anything runs."""
     args = build_parser().parse_args(argv)
     quiet_low_occupancy_warnings()
     try:

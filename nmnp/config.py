@@ -77,6 +77,7 @@ class NetworkConfig:
         return cls(784, 7840, 7, 10, seed, dtype)
 
     def to_dict(self) -> dict:
+        """The configuration as JSON-ready values (what checkpoints store); see :meth:`from_dict`."""
         return {k: (int(v) if k != "dtype" else v) for k, v in asdict(self).items()}
 
     @classmethod

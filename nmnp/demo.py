@@ -27,6 +27,7 @@ def _default_output() -> str:
 
 
 def main(argv=None) -> int:
+    """Run the demo with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m nmnp.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="where to write the figure (PNG)")
     parser.add_argument("--backend", default="cpu", choices=("numpy", "cpu", "cuda"))

@@ -87,17 +87,23 @@ class ExperimentConfig:
         self.train_settings()  # validates epochs, max_steps, lr, batch size, seed
 
     def train_settings(self) -> TrainSettings:
+        """The :class:`~nmnp.train.TrainSettings` every task of the run is trained with."""
         return TrainSettings(self.epochs, self.batch_size, self.lr, self.optimizer, self.seed,
                              max_steps=self.max_steps)
 
     def network_config(self, n_inputs: int = 784, n_outputs: int = 10) -> NetworkConfig:
+        """The :class:`~nmnp.config.NetworkConfig` of the run's network (float32), for a
+        dataset of ``n_inputs`` pixels and ``n_outputs`` classes."""
         return NetworkConfig(n_inputs, self.units, self.k, n_outputs, self.seed, "float32")
 
     def to_dict(self) -> dict:
+        """Every field, JSON-ready (stored in reports and checkpoints); see :meth:`from_dict`."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
+        """The configuration :meth:`to_dict` wrote; keys it does not know are ignored, missing
+        ones take their defaults, and values are validated as in the constructor."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

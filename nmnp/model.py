@@ -162,6 +162,7 @@ class ModulatedNetwork(Classifier):
 
     @property
     def n_tasks(self) -> int:
+        """Number of stored task contexts."""
         return len(self.tasks)
 
     @property
@@ -493,6 +494,8 @@ def _restrict(logits, labels, classes):
 
 
 def argmax_over_classes(logits, classes):
+    """Predicted class ids (B,) from logits (B, n_outputs), among ``classes`` only when given
+    (an int array of competing class ids; None: all outputs compete)."""
     if classes is None:
         return logits.argmax(axis=1)
     return classes[logits[:, classes].argmax(axis=1)]

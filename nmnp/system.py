@@ -8,6 +8,8 @@ import sys
 
 
 def cpu_model() -> str:
+    """The CPU's model name as the operating system reports it (``platform.processor()``
+    where ``/proc/cpuinfo`` is missing)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

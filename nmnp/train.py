@@ -112,6 +112,7 @@ class TrainSettings:
         return plan
 
     def to_dict(self) -> dict:
+        """Every setting, JSON-ready (stored in reports)."""
         return asdict(self)
 
 
@@ -129,6 +130,7 @@ class TaskTrainingReport:
 
     @property
     def samples_per_second(self) -> float:
+        """Training samples per second (infinite when no time was measured)."""
         return self.samples / self.seconds if self.seconds > 0 else float("inf")
 
 

@@ -68,6 +68,7 @@ def _thread_setting(text: str) -> str | int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m nmnp.bench`` command line: its options, defaults and help."""
     p = argparse.ArgumentParser(
         prog="python -m nmnp.bench",
         description="How fast nmnp trains and infers, and how close to the machine's limit.")
@@ -124,6 +125,9 @@ def read_report(path: str) -> dict:
 
 
 def main(argv=None) -> int:
+    """Run the bench with ``argv`` (default: ``sys.argv[1:]``); returns the exit status: 0 done,
+    2 for a library error (printed as one line). An option the parser refuses exits with
+    status 2 (SystemExit) before anything is measured."""
     args = build_parser().parse_args(argv)
     quiet_low_occupancy_warnings()
     try:

@@ -58,10 +58,12 @@ class ContinualResult:
 
     @property
     def n_tasks(self) -> int:
+        """Tasks learned so far (rows of the accuracy matrix)."""
         return len(self.task_names)
 
     @property
     def samples_per_second(self) -> float:
+        """Training samples per second over every task so far (NaN before any training time)."""
         seconds = sum(self.train_seconds)
         return sum(self.train_samples) / seconds if seconds > 0 else float("nan")
 
@@ -92,6 +94,8 @@ class ContinualResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ContinualResult":
+        """The result :meth:`to_dict` wrote (rows of the matrix padded with NaN above the
+        diagonal)."""
         t = len(d["acc_matrix"])
         matrix = np.full((t, t), np.nan)
         for i, row in enumerate(d["acc_matrix"]):

@@ -260,9 +260,12 @@ class TaskStream:
         raise NotImplementedError
 
     def task_name(self, i: int) -> str:
+        """A short human-readable name of task ``i`` (``"rotate 20°"``, ``"classes 0,1"``...)."""
         return f"task {i}"
 
     def task_params(self, i: int) -> dict:
+        """What makes task ``i`` differ from the others, JSON-ready (angle, permutation seed,
+        classes); stored in each task's record of a run."""
         return {}
 
     def describe(self) -> dict:

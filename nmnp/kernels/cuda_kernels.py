@@ -30,7 +30,7 @@ Common contract
   the number of blocks (the simulator runs one block at a time) without changing results.
 * No two threads write the same element. Every reduction that spans threads is split into
   per-block (or per-tile) partial sums written to their own rows, then summed in a fixed
-  order by a second pass (:func:`sum_rows`, or the consumer kernel itself). No atomics on
+  order by a second pass (``sum_rows``, or the consumer kernel itself). No atomics on
   data, so results are deterministic run to run. (The training step uses one atomic counter
   to elect the block that finishes a reduction; see :mod:`nmnp.kernels.cuda_training`.) A
   test reads the compiled PTX of every kernel to check that no other kernel holds an atomic,
@@ -162,7 +162,7 @@ def _compiled_plain_kernels(dtype_name: str):
         """g = dy W; dh = s g c (if want_dh); gh_part[r, j] = sum over tile r of g[b, j] h[b, j].
 
         Launch: 2-D; x: units j (threads), y: batch tiles r (blocks). Each thread owns one
-        (tile, unit) partial sum: race-free without atomics; :func:`sum_rows` adds the tiles.
+        (tile, unit) partial sum: race-free without atomics; ``sum_rows`` adds the tiles.
         ``h`` and ``dh`` rows are read and written coalesced across neighbouring units.
         """
         B, n = h.shape

@@ -66,10 +66,12 @@ class ReadoutStrategy(Classifier):
     # ----------------------------------------------------------------- fixed network
     @property
     def backend(self) -> str:
+        """Name of the kernel backend of the fixed encoder (``"numpy"``, ``"cpu"``, ``"cuda"``)."""
         return self.network.backend
 
     @property
     def kernels(self):
+        """The backend's kernel module (:mod:`nmnp.kernels.backend` picks it by name)."""
         return self.network.kernels
 
     def set_backend(self, backend: str) -> None:
@@ -99,6 +101,7 @@ class ReadoutStrategy(Classifier):
     # ----------------------------------------------------------------- tasks
     @property
     def n_tasks(self) -> int:
+        """Number of tasks added so far."""
         return len(self.tasks)
 
     def add_task(self, name: str | None = None) -> int:
@@ -210,9 +213,25 @@ class ReadoutStrategy(Classifier):
         """Called once when a task is frozen (SupSup packs its mask into bits here)."""
 
     def readout_logits(self, h, task_id: int) -> np.ndarray:
+        """Logits (B, n_outputs) of task ``task_id`` from encoder activity h (B, n_units).
+
+        The training path: h is kept for :meth:`readout_grads`. Subclasses define it.
+        """
         raise NotImplementedError
 
     def readout_grads(self, h, dlogits, task_id: int) -> dict:
+        """Gradients of the loss with respect to the arrays of :meth:`trainable_params`.
+
+        Parameters
+        ----------
+        h : (B, n_units) encoder activity, as given to :meth:`readout_logits`
+        dlogits : (B, n_outputs) gradient of the loss with respect to the logits
+        task_id : the task being trained
+
+        Returns
+        -------
+        dict keyed like :meth:`trainable_params`, each gradient of its parameter's shape.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -35,6 +35,7 @@ class Separate(ReadoutStrategy):
 
     @property
     def bytes_per_task(self) -> int:
+        """Bytes of one task's readout (weight and bias) at the network's dtype."""
         return self.params_per_task * self.dtype.itemsize
 
     @property

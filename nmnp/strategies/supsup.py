@@ -139,6 +139,7 @@ class SupSup(ReadoutStrategy):
 
     @property
     def n_weights(self) -> int:
+        """Number of weights of the fixed random readout, n_outputs x n_units."""
         return self.config.n_outputs * self.config.n_units
 
     @property
