@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 
 
 def check_output_path(path) -> Path:
@@ -28,13 +28,62 @@ def check_output_path(path) -> Path:
     return path
 
 
+def check_distinct_paths(paths: dict) -> None:
+    """ConfigError if two of ``paths`` (option name -> path or None) name the same file.
+
+    Checked before any work: a report written over the run's checkpoint, or a figure over the
+    report it was drawn from, would destroy what the user most wants to keep. Paths are
+    compared after resolving links and ``..``; files that exist also by identity (hard links).
+    """
+    seen: dict[str, str] = {}
+    for option, path in paths.items():
+        if path is None:
+            continue
+        for earlier, other in seen.items():
+            if same_file(path, other):
+                raise ConfigError(
+                    f"{earlier} and {option} both name {path}: give each its own file "
+                    "(the later write would replace the earlier)"
+                )
+        seen[option] = path
+
+
+def same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (which need not exist yet)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 def atomic_write_bytes(path, data: bytes, *, _before_rename=None) -> Path:
     """Write ``data`` to ``path`` atomically.
 
     ``_before_rename`` is a test hook called after the temporary file is complete and before
     the rename, to simulate a crash at the worst moment.
+
+    Raises
+    ------
+    ConfigError
+        If the folder does not exist or is not writable, or ``path`` is a folder.
+    OutputError
+        If the write fails (disk full, permissions...); a previous file at ``path`` is left
+        unchanged and no temporary file remains.
     """
     path = check_output_path(path)
+    try:
+        _write_then_rename(path, data, _before_rename)
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {path} ({err.strerror or err}); any previous file there is unchanged"
+        ) from err
+    _fsync_folder(path.parent)
+    return path
+
+
+def _write_then_rename(path: Path, data: bytes, before_rename) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -42,8 +91,8 @@ def atomic_write_bytes(path, data: bytes, *, _before_rename=None) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
-        if _before_rename is not None:
-            _before_rename(tmp)
+        if before_rename is not None:
+            before_rename(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -51,8 +100,6 @@ def atomic_write_bytes(path, data: bytes, *, _before_rename=None) -> Path:
         except FileNotFoundError:
             pass
         raise
-    _fsync_folder(path.parent)
-    return path
 
 
 def _mode_for(path: Path) -> int:

@@ -52,7 +52,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write_bytes
 from .config import NetworkConfig
-from .errors import CheckpointError, NmnpError
+from .errors import CheckpointError, NmnpError, OutputError
 from .model import ModulatedNetwork, TaskContext
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Checkpoint", "save", "load", "read", "read_extra",
@@ -179,12 +179,12 @@ def save(model, path, extra: dict | None = None, *, _before_rename=None) -> Path
     data = to_bytes(model, extra)
     try:
         return atomic_write_bytes(path, data, _before_rename=_before_rename)
-    except NmnpError:
-        raise
-    except OSError as err:
+    except OutputError as err:
+        cause = err.__cause__
         raise CheckpointError(
-            f"cannot write checkpoint {path} ({err.strerror or err}); any previous checkpoint there is unchanged"
-        ) from err
+            f"cannot write checkpoint {path} ({getattr(cause, 'strerror', None) or cause}); any "
+            "previous checkpoint there is unchanged"
+        ) from cause
 
 
 # --------------------------------------------------------------------------- reading

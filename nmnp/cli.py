@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 
 import numpy as np
 
-from .atomic import atomic_write_json, check_output_path
+from .atomic import atomic_write_json, check_distinct_paths, check_output_path, same_file
 from .data.datasets import get_spec
-from .errors import ConfigError, NmnpError, TrainingError
+from .errors import ConfigError, NmnpError, OutputError, TrainingError
 from .experiment import (
     BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, ExperimentConfig, epochs_text, format_row,
     run_experiment, stored_run_config, zero_forgetting,
 )
 from .kernels import BACKENDS, get_backend
+from .interrupt import report_interrupt, sigterm_as_interrupt
 from .kernels.backend import quiet_low_occupancy_warnings
 from .presets import PRESETS, get_preset, resolve_config
 from .strategies import STRATEGIES
@@ -71,8 +73,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="continue the run stored in this checkpoint from its last finished task; "
                         "its configuration is used, and any run option given must agree with it "
-                        "(only --data-dir and --threads may differ); saving continues there unless "
-                        "--checkpoint names another file")
+                        "(only --data-dir, --threads and --skip-unchanged may differ); saving "
+                        "continues there unless --checkpoint names another file. --json and --plot "
+                        "are not stored in it: give them again")
     p.add_argument("--strategy", choices=tuple(STRATEGIES), default=None,
                    help="learning rule on the fixed encoder: crwn (the paper's, default), finetune, "
                         "separate or supsup (see nmnp.strategies)")
@@ -183,6 +186,10 @@ def cmd_run(args) -> int:
     for path in (args.json, args.plot, checkpoint):  # fail before hours of training, not after
         if path:
             check_output_path(path)
+    outputs = {"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}
+    if args.resume and not (args.checkpoint and same_file(args.checkpoint, args.resume)):
+        outputs["--resume"] = args.resume  # read, then saved to after every task
+    check_distinct_paths(outputs)
     if args.download:  # fetch into the cache now; the run then finds the files there
         from .data.datasets import load_dataset
 
@@ -209,9 +216,18 @@ def cmd_run(args) -> int:
         if checkpoint and os.path.exists(checkpoint):
             raise TrainingError(f"{err}; {checkpoint} still holds every task finished before") from err
         raise
+    except KeyboardInterrupt as err:
+        if checkpoint and os.path.exists(checkpoint):
+            raise type(err)(f"{checkpoint} holds every task finished before; continue with "
+                            f"`nmnp run --resume {checkpoint}`") from None
+        raise
     if args.resume:
         before = out["resumed_from"]
-        say(f"resumed after task {before['tasks_done']} of {config.tasks}")
+        if before["tasks_done"] == config.tasks:
+            say(f"{args.resume} already holds all {config.tasks} task(s): nothing left to train"
+                + ("" if same_file(checkpoint, args.resume) else f", so {checkpoint} was not written"))
+        else:
+            say(f"resumed after task {before['tasks_done']} of {config.tasks}")
         if before["threads"] not in (None, out["threads"]):
             say(f"note: the run began on {before['threads']} thread(s) and went on with "
                 f"{out['threads']}; results agree within rounding, not bit for bit (use --threads "
@@ -223,12 +239,29 @@ def cmd_run(args) -> int:
             + ("yes (every column identical)" if zero_forgetting(out_matrix(out)) else "NO")
             + _reuse_note(out))
     if args.json:
-        say(f"results: {atomic_write_json(args.json, out)}")
+        say(f"results: {write_report(args.json, out, checkpoint)}")
     if args.plot:
         from .plots import plot_continual_run
 
         say(f"figure: {plot_continual_run(out_matrix(out), args.plot, title=_title(config))}")
     return 0
+
+
+def write_report(path, report: dict, checkpoint=None) -> str:
+    """Write ``report`` as JSON to ``path`` (atomically) and return the path.
+
+    When the write fails at the end of a long run (a full disk, say), the results must not be
+    lost: the report then goes to standard output instead, and the OutputError raised after
+    it says so, and where the run's checkpoint is if it has one.
+    """
+    try:
+        return str(atomic_write_json(path, report))
+    except OutputError as err:
+        print(json.dumps(report, indent=2, allow_nan=False), flush=True)
+        note = "; the report was printed above instead"
+        if checkpoint and os.path.exists(checkpoint):
+            note += f" (and {checkpoint} holds the run: `nmnp run --resume {checkpoint} --json PATH` writes it again)"
+        raise OutputError(f"{err}{note}") from err
 
 
 def _reuse_note(out: dict) -> str:
@@ -261,13 +294,13 @@ def main(argv=None) -> int:
     try:
         from .compare import cmd_compare
 
-        return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
+        with sigterm_as_interrupt():
+            return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
     except NmnpError as err:
         print(f"nmnp: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nmnp: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return report_interrupt("nmnp", err)
 
 
 if __name__ == "__main__":

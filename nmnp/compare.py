@@ -34,17 +34,18 @@ figure's log axis, the x-axis is the learned bytes stored after all T tasks divi
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_json, check_output_path
-from .cli import SKIP_UNCHANGED_HELP
+from .atomic import atomic_write_json, check_distinct_paths, check_output_path
+from .cli import SKIP_UNCHANGED_HELP, write_report
 from .continual import metrics
 from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
-from .errors import ConfigError
+from .errors import ConfigError, NmnpError, OutputError
 from .experiment import (
     BENCHMARKS, INTERPOLATIONS, epochs_text, format_row, make_learner, run_experiment,
 )
@@ -99,6 +100,7 @@ def run_comparison(
     progress: bool | None = None,
     on_task_end=None,
     on_strategy_start=None,
+    on_strategy_end=None,
 ) -> dict:
     """Run ``strategies`` on one stream and return the comparison (JSON-ready).
 
@@ -116,13 +118,16 @@ def run_comparison(
     progress : tqdm bars (``None``: only on a terminal)
     on_task_end : called as ``on_task_end(strategy, result, learner)`` after each task
     on_strategy_start : called as ``on_strategy_start(strategy, config)`` before each run
+    on_strategy_end : called as ``on_strategy_end(strategy, comparison)`` after each run, with
+        the comparison so far (same keys as the return value; ``unfinished`` lists the
+        strategies still to run), so that a caller can save it before the next run starts
 
     Returns
     -------
     dict
         ``strategies`` (the order run), ``results`` (per strategy: ``report``, the full
         :func:`nmnp.experiment.run_experiment` report, ``summary`` and ``storage``), ``table``
-        (one row per strategy) and the common settings.
+        (one row per strategy), the common settings, and ``unfinished`` (empty here).
 
     Raises
     ------
@@ -137,7 +142,23 @@ def run_comparison(
         dataset = load_dataset(first.dataset, first.data_dir, download=download)
     results, rows = {}, []
     start = time.perf_counter()
-    for name in names:
+    common = first.to_dict()
+    for key in ("strategy", "optimizer", "lr"):  # per strategy: see the table
+        common.pop(key)
+
+    def comparison(unfinished) -> dict:
+        return {
+            "nmnp_version": __version__,
+            "preset": preset,
+            "settings": common,
+            "strategies": list(results),
+            "unfinished": list(unfinished),
+            "table": list(rows),
+            "results": dict(results),
+            "wall_seconds": time.perf_counter() - start,
+        }
+
+    for i, name in enumerate(names):
         config = configs[name]
         if on_strategy_start is not None:
             on_strategy_start(name, config)
@@ -162,18 +183,9 @@ def run_comparison(
             "samples_per_second": float(report["samples_per_second"]),
             "reused_evaluations": int(report["reused_evaluations"]),
         })  # fmt: skip
-    common = first.to_dict()
-    for key in ("strategy", "optimizer", "lr"):  # per strategy: see the table
-        common.pop(key)
-    return {
-        "nmnp_version": __version__,
-        "preset": preset,
-        "settings": common,
-        "strategies": list(names),
-        "table": rows,
-        "results": results,
-        "wall_seconds": time.perf_counter() - start,
-    }
+        if on_strategy_end is not None:
+            on_strategy_end(name, comparison(names[i + 1:]))
+    return comparison([])
 
 
 def format_table(comparison: dict) -> str:
@@ -280,6 +292,7 @@ def cmd_compare(args) -> int:
     for path in (args.json, args.plot):
         if path:
             check_output_path(path)
+    check_distinct_paths({"--json": args.json, "--plot": args.plot})
     names = parse_strategies(args.strategies)
     options = {key: getattr(args, key) for key in CONFIG_OPTIONS}
     configs = [resolve_config({**options, "strategy": s}, args.preset) for s in names]  # validate all
@@ -288,15 +301,40 @@ def cmd_compare(args) -> int:
     c = configs[0]
     say(f"nmnp compare: {', '.join(names)} on {c.benchmark} {c.dataset}, {c.tasks} task(s), "
         f"{epochs_text(c)}, seed {c.seed}" + (f", preset {args.preset}" if args.preset else ""))
-    comparison = run_comparison(
-        options, names, preset=args.preset, download=args.download,
-        progress=False if args.quiet else None,
-        on_strategy_start=lambda name, config: say(f"-- {name} ({config.optimizer} {config.lr:g})"),
-        on_task_end=lambda name, result, learner: say(f"{name:>9} " + format_row(result)),
-    )
+    saved = []
+
+    def save_so_far(name, so_far):
+        # The finished strategies survive an interruption or a later strategy's failure.
+        if not (args.json and so_far["unfinished"]):
+            return
+        try:
+            atomic_write_json(args.json, so_far)
+        except OutputError as err:  # the comparison goes on; the final write will try again
+            print(f"nmnp compare: warning: {err}", file=sys.stderr, flush=True)
+            return
+        saved.append(name)
+        say(f"{name} saved to {args.json}; still to run: {', '.join(so_far['unfinished'])}")
+
+    try:
+        # As in `run`: a diverging strategy is reported once, by train_task, not by NumPy too.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            comparison = run_comparison(
+                options, names, preset=args.preset, download=args.download,
+                progress=False if args.quiet else None,
+                on_strategy_start=lambda name, config: say(f"-- {name} ({config.optimizer} {config.lr:g})"),
+                on_task_end=lambda name, result, learner: say(f"{name:>9} " + format_row(result)),
+                on_strategy_end=save_so_far,
+            )
+    except (NmnpError, KeyboardInterrupt) as err:
+        if saved:
+            note = f"{args.json} holds the strategies that finished ({', '.join(saved)})"
+            if isinstance(err, KeyboardInterrupt):
+                raise type(err)(note) from None
+            raise type(err)(f"{err}; {note}") from err
+        raise
     print(format_table(comparison))
     if args.json:
-        say(f"results: {atomic_write_json(args.json, comparison)}")
+        say(f"results: {write_report(args.json, comparison)}")
     if args.plot:
         title = f"{c.benchmark} {c.dataset}, {c.tasks} tasks, {epochs_text(c)}, seed {c.seed}"
         say(f"figure: {plot_comparison(comparison, args.plot, title)}")

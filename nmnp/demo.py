@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from .errors import NmnpError
+from .interrupt import report_interrupt, sigterm_as_interrupt
 from .experiment import ExperimentConfig, format_row, run_experiment, zero_forgetting
 
 #: The demo's protocol: the authors' rotated stream, on the shipped subset.
@@ -27,7 +28,9 @@ def _default_output() -> str:
 
 
 def main(argv=None) -> int:
-    """Run the demo with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run the demo with ``argv`` (default: ``sys.argv[1:]``); returns the exit status: 0 done,
+    1 if an earlier task's accuracy moved, 2 for an error (one line), 130 or 143 when
+    interrupted."""
     parser = argparse.ArgumentParser(prog="python -m nmnp.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="where to write the figure (PNG)")
     parser.add_argument("--backend", default="cpu", choices=("numpy", "cpu", "cuda"))
@@ -35,20 +38,28 @@ def main(argv=None) -> int:
     out = args.out or _default_output()
     config = ExperimentConfig(**{**DEMO.to_dict(), "backend": args.backend})
     try:
-        from .atomic import check_output_path
-
-        check_output_path(out)
-        print(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
-              f"{config.epochs} epochs each, shipped subset, backend {config.backend}")
-        print("Each row: test accuracy of every task learned so far, right after learning the newest.")
-        start = time.perf_counter()
-        report = run_experiment(config, on_task_end=lambda result, learner: print(format_row(result), flush=True))
-        wall = time.perf_counter() - start
+        with sigterm_as_interrupt():
+            return _run(config, out)
     except NmnpError as err:
         print(f"nmnp.demo: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        return report_interrupt("nmnp.demo", err)
+
+
+def _run(config: ExperimentConfig, out: str) -> int:
+    """The demo itself: learn, print, check, draw; 0 when no earlier task's accuracy moved."""
+    from .atomic import check_output_path
     from .continual.runner import ContinualResult
     from .plots import plot_continual_run
+
+    check_output_path(out)
+    print(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
+          f"{config.epochs} epochs each, shipped subset, backend {config.backend}")
+    print("Each row: test accuracy of every task learned so far, right after learning the newest.")
+    start = time.perf_counter()
+    report = run_experiment(config, on_task_end=lambda result, learner: print(format_row(result), flush=True))
+    wall = time.perf_counter() - start
 
     R = ContinualResult.from_dict(report).acc_matrix
     unchanged = zero_forgetting(R)

@@ -40,5 +40,10 @@ class BackendError(NmnpError, RuntimeError):
     """A compute backend is unknown or unusable on this machine (e.g. no GPU for ``cuda``)."""
 
 
+class OutputError(NmnpError, OSError):
+    """A result file cannot be written (disk full, permissions...); a previous file of that
+    name is left unchanged."""
+
+
 class TrainingError(NmnpError, RuntimeError):
     """Training diverged (non-finite loss) or otherwise cannot continue."""

@@ -273,14 +273,13 @@ def run_experiment(
         The loss became non-finite; the last checkpoint (after the previous task) is intact.
     """
     from . import checkpoint as ckpt
-    from .atomic import check_output_path
+    from .atomic import check_output_path, same_file
 
     if checkpoint is None and resume is not None:
         checkpoint = resume  # a resumed run keeps saving where it was saved
     if checkpoint is not None:
         check_output_path(checkpoint)
-        same_file = resume is not None and _same_file(checkpoint, resume)
-        if os.path.exists(checkpoint) and not same_file:
+        if os.path.exists(checkpoint) and not (resume is not None and same_file(checkpoint, resume)):
             raise ConfigError(
                 f"checkpoint {checkpoint} already exists; resume that run or choose another path "
                 "(an earlier run's tasks are never overwritten)"
@@ -318,13 +317,6 @@ def run_experiment(
             "checkpoint": os.fspath(resume), "tasks_done": resumed_tasks, "threads": threads_before,
         }
     return out
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def format_row(result: ContinualResult) -> str:

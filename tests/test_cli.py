@@ -91,7 +91,7 @@ def test_resume_continues_with_the_stored_configuration(stored_run, tmp_path, ca
     copy.write_bytes(stored_run.read_bytes())
     code, out, err = run_cli(capsys, "--resume", str(copy), "--units", "200", "--json", str(tmp_path / "r.json"))
     assert code == 0, err
-    assert "resuming" in out and "resumed after task 1 of 1" in out
+    assert "resuming" in out and f"{copy} already holds all 1 task(s): nothing left to train\n" in out
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["acc_matrix"] == checkpoint.read_extra(stored_run)["result"]["acc_matrix"]
     assert report["config"]["units"] == 200 and report["config"]["tasks"] == 1

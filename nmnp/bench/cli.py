@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 
-from ..atomic import atomic_write_json, check_output_path
+from ..atomic import atomic_write_json, check_distinct_paths, check_output_path
 from ..config import NetworkConfig
 from ..errors import ConfigError, NmnpError
+from ..interrupt import report_interrupt, sigterm_as_interrupt
 from ..kernels.backend import BACKENDS, quiet_low_occupancy_warnings
 from ..system import describe_machine
 from .memory import measure_demo_memory
@@ -126,8 +127,9 @@ def read_report(path: str) -> dict:
 
 def main(argv=None) -> int:
     """Run the bench with ``argv`` (default: ``sys.argv[1:]``); returns the exit status: 0 done,
-    2 for a library error (printed as one line). An option the parser refuses exits with
-    status 2 (SystemExit) before anything is measured."""
+    2 for a library error (printed as one line), 130 or 143 when interrupted (no report is
+    written then). An option the parser refuses exits with status 2 (SystemExit) before
+    anything is measured."""
     args = build_parser().parse_args(argv)
     quiet_low_occupancy_warnings()
     try:
@@ -138,6 +140,7 @@ def main(argv=None) -> int:
         for path in (args.json, args.plot):  # fail before minutes of measuring, not after
             if path:
                 check_output_path(path)
+        check_distinct_paths({"--from-json": args.from_json, "--json": args.json, "--plot": args.plot})
         if args.from_json:
             print(f"figure: {plot_report(read_report(args.from_json), args.plot)}")
             return 0
@@ -146,7 +149,8 @@ def main(argv=None) -> int:
             print(f"python -m nmnp.demo: peak resident memory {out['demo']['peak_rss_bytes'] / 2**20:,.0f} MiB, "
                   f"{out['demo']['seconds']:.1f} s (machine: {out['machine']['cpu']}, {out['machine']['cores']} cores)")
         else:
-            out = run_bench(args)
+            with sigterm_as_interrupt():
+                out = run_bench(args)
         if args.json:
             print(f"\nresults: {atomic_write_json(args.json, out)}")
         if args.plot:
@@ -154,4 +158,6 @@ def main(argv=None) -> int:
     except NmnpError as err:
         print(f"nmnp.bench: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # nothing is written: a report must come from one whole run
+        return report_interrupt("nmnp.bench", err)
     return 0
