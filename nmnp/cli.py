@@ -25,8 +25,8 @@ from .experiment import (
     BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, ExperimentConfig, epochs_text, format_row,
     run_experiment, stored_run_config, zero_forgetting,
 )
-from .kernels import BACKENDS, get_backend
 from .interrupt import report_interrupt, sigterm_as_interrupt
+from .kernels import BACKENDS, get_backend
 from .kernels.backend import quiet_low_occupancy_warnings
 from .presets import PRESETS, get_preset, resolve_config
 from .strategies import STRATEGIES
@@ -287,7 +287,8 @@ def _title(config: ExperimentConfig) -> str:
 
 def main(argv=None) -> int:
     """Run ``nmnp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status: 0 done,
-    2 for a library error (printed as one line, without a traceback), 130 when interrupted.
+    2 for a library error (printed as one line, without a traceback), 130 after Ctrl-C and
+    143 after SIGTERM.
     An option the parser refuses exits with status 2 (SystemExit) before anything runs."""
     args = build_parser().parse_args(argv)
     quiet_low_occupancy_warnings()
