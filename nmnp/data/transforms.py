@@ -156,7 +156,7 @@ def rotate_images(images: np.ndarray, degrees: float, interpolation: str = "near
         choice as PIL's ``NEAREST``). ``"bilinear"`` blends the four neighbouring pixels;
         integer results are rounded to nearest (half up) and clipped to the dtype's range.
         The blend is exact for pixels of up to 32 bits; 64-bit integers beyond 2**53 come back
-        rounded to float64's precision (within 2**-52 of their value).
+        rounded to float64's precision (a relative error of at most about 1e-16).
 
     Returns
     -------
