@@ -69,7 +69,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="save the network and the run here after every task (atomic; refused if "
-                        "the file exists)")
+                        "the file exists, or while another run writes it)")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="continue the run stored in this checkpoint from its last finished task; "
                         "its configuration is used, and any run option given must agree with it "

@@ -6,6 +6,7 @@ so they measure the same thing the same way.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -253,7 +254,8 @@ def run_experiment(
     checkpoint : path, optional
         Save the network and the run (configuration, accuracy matrix) there, atomically,
         after every task. Refused if the file exists, unless it is the one being resumed:
-        an earlier run's tasks are never overwritten by accident.
+        an earlier run's tasks are never overwritten by accident. Locked for the whole run
+        (:func:`nmnp.lock.exclusive`), so a second run or resume on it is refused at once.
     resume : path, optional
         Continue the run a checkpoint holds from its last completed task, saving after every
         task to ``checkpoint`` if given, else back to ``resume``. ``config`` must be
@@ -266,19 +268,36 @@ def run_experiment(
     ------
     ConfigError
         Bad configuration, an output folder that does not exist, an existing checkpoint
-        file, or a resume with another configuration; all before any training.
+        file, a checkpoint another process is writing, or a resume with another
+        configuration; all before any training.
     CheckpointError
         A resume file that is damaged or belongs to another network.
     TrainingError
         The loss became non-finite; the last checkpoint (after the previous task) is intact.
     """
-    from . import checkpoint as ckpt
-    from .atomic import check_output_path, same_file
+    from .atomic import check_output_path
+    from .lock import exclusive
 
     if checkpoint is None and resume is not None:
         checkpoint = resume  # a resumed run keeps saving where it was saved
-    if checkpoint is not None:
+    if checkpoint is None:
+        guard = contextlib.nullcontext()
+    else:
         check_output_path(checkpoint)
+        # Held until the run ends, so that a second run (or resume) on the same file stops
+        # at once instead of taking turns with this one at replacing it.
+        guard = exclusive(checkpoint)
+    with guard:
+        return _run_locked(config, dataset, learner, result, progress, on_task_end,
+                           checkpoint, resume)
+
+
+def _run_locked(config, dataset, learner, result, progress, on_task_end, checkpoint, resume):
+    """:func:`run_experiment`'s work, once the checkpoint (if any) is locked to this process."""
+    from . import checkpoint as ckpt
+    from .atomic import same_file
+
+    if checkpoint is not None:
         if os.path.exists(checkpoint) and not (resume is not None and same_file(checkpoint, resume)):
             raise ConfigError(
                 f"checkpoint {checkpoint} already exists; resume that run or choose another path "

@@ -88,9 +88,13 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
     assert proc.returncode == -signal.SIGKILL
     done = checkpoint.describe(ck)["tasks"]
     assert 1 <= len(done) < 4, "the kill must land before the run's last task is finished"
-    assert [p.name for p in tmp_path.iterdir()] == ["run.nmnp"] or all(
-        p.name == "run.nmnp" or p.name.startswith(".run.nmnp.") for p in tmp_path.iterdir()
+    assert all(
+        p.name in ("run.nmnp", "run.nmnp.lock") or p.name.startswith(".run.nmnp.")
+        for p in tmp_path.iterdir()
     )  # at most a stray temporary file from a kill during a write; never a damaged checkpoint
+    # The killed run's lock file stays behind, unlocked (the kernel released it): the resume
+    # below must take it, and remove it when done.
+    assert (tmp_path / "run.nmnp.lock").exists()
 
     resumed = subprocess.run(
         [sys.executable, "-m", "nmnp", "run", "--resume", str(ck), "--json", str(tmp_path / "r.json"),
@@ -99,6 +103,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_accuracy_matrix(tmp_p
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed after task {len(done)} of 4" in resumed.stdout
+    assert not (tmp_path / "run.nmnp.lock").exists()
 
     # The uninterrupted run, in this process (same code, seed, backend and thread count).
     assert cli.main(["run", *args, "--json", str(tmp_path / "full.json")]) == 0
