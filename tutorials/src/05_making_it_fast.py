@@ -20,8 +20,11 @@
 #    fraction of them nmnp reaches.
 #
 # Timings on a shared machine are noisy. Every timing below is the fastest of a few runs
-# (the least disturbed one), and every assert on speed checks a large factor, never an exact
-# figure.
+# (the least disturbed one). Correctness is asserted; speed is only *reported*: each claim
+# about speed prints whether this run bore it out, because how fast a kernel runs depends on
+# the machine and on whatever else runs on it, and the test suite that executes this notebook
+# must not fail because a machine was busy. `python -m nmnp.bench` measures the speeds
+# properly (medians, min and max, and the machine they were measured on).
 
 # %%
 import time
@@ -65,6 +68,12 @@ def best_time(fn, repeats=3, warmup=True):
     """Seconds of the fastest of `repeats` calls of fn(), after one untimed call (the JIT
     compile) if warmup: the fastest of the bench's median, min and max."""
     return bench.timed(fn, repeats, warmup=warmup)["min"]
+
+
+def report(claim, holds):
+    """Print a claim about speed and whether the timings of this run bore it out."""
+    verdict = "yes" if holds else "NOT on this run (a busy machine, or a different one)"
+    print(f"{claim}: {verdict}")
 
 
 def max_rel_err(a, b):
@@ -129,7 +138,7 @@ t_per_sample = best_time(lambda: encoder_numpy_per_sample(images[:32], idx), war
 print(f"NumPy per sample: {t_per_sample * 1e3:.2f} ms per sample, "
       f"{t_python / t_per_sample:.0f} x faster than pure Python; difference {err_per_sample:.1e}")
 assert err_per_sample < 1e-6
-assert t_python > 3 * t_per_sample
+report("NumPy per sample is over 3 x faster than pure Python", t_python > 3 * t_per_sample)
 
 # %% [markdown]
 # nmnp's NumPy reference (`nmnp.kernels.reference.encoder_forward`, the oracle every fast
@@ -162,9 +171,9 @@ for name, seconds in per_sample.items():
     print(f"{name:>26}: {seconds * 1e6:10.1f} µs per sample")
 print(f"Numba is {t_python / t_numba:.0f} x faster than pure Python and "
       f"{t_reference / t_numba:.1f} x faster than the NumPy reference (batch 128)")
-assert t_per_sample > t_reference  # batching the gather pays
-assert t_reference > 1.5 * t_numba
-assert t_python > 30 * t_numba
+report("batching the gather pays", t_per_sample > t_reference)
+report("Numba is over 1.5 x faster than the reference", t_reference > 1.5 * t_numba)
+report("Numba is over 30 x faster than pure Python", t_python > 30 * t_numba)
 
 fig, ax = plt.subplots(figsize=(8, 2.8), layout="constrained")
 ax.barh(list(per_sample)[::-1], [v * 1e6 for v in list(per_sample.values())[::-1]], color="C0")
@@ -232,7 +241,7 @@ t_transposed = best_time(
 print(f"batch 128, one thread: row-major {t_row_major * 1e3:.2f} ms, batch innermost "
       f"(transpose included) {t_transposed * 1e3:.2f} ms: "
       f"{t_row_major / t_transposed:.1f} x faster")
-assert t_row_major > 2 * t_transposed
+report("batch innermost is over 2 x faster", t_row_major > 2 * t_transposed)
 
 # %% [markdown]
 # nmnp's kernel (`nmnp.kernels.cpu`) adds parallelism on top of this layout: the units are
@@ -328,7 +337,7 @@ assert max_rel_err(grads_f["gains"], grads_u["gains"]) < 1e-4
 t_unfused, t_fused = best_time(unfused_step, repeats=5), best_time(fused_step, repeats=5)
 print(f"batch 1024: unfused {t_unfused * 1e3:.0f} ms, fused {t_fused * 1e3:.0f} ms per "
       f"training step ({t_unfused / t_fused:.1f} x); same loss {loss_f:.4f}")
-assert t_unfused > 1.15 * t_fused
+report("fusing saves over 15%", t_unfused > 1.15 * t_fused)
 
 # %% [markdown]
 # The same cache argument limits the batch itself. Every block of units gathers its rows
@@ -454,10 +463,13 @@ for backend, values in rates.items():
 speedup = [fast / slow for fast, slow in zip(rates["cpu"], rates["numpy"])]
 print("cpu / numpy: " + ", ".join(f"{r:.1f} x" for r in speedup))
 numpy_rate, cpu_rate = dict(zip(batch_sizes, rates["numpy"])), dict(zip(batch_sizes, rates["cpu"]))
-assert cpu_rate[128] > 2 * numpy_rate[128] and cpu_rate[1024] > 3 * numpy_rate[1024]
-assert cpu_rate[128] > 5 * cpu_rate[1]  # batch 1: fixed costs per step dominate
-assert speedup[0] < speedup[2] < speedup[3]  # the cpu backend's lead grows with the batch
-assert numpy_rate[128] > 2 * numpy_rate[1] and numpy_rate[1024] < numpy_rate[128]
+report("cpu is over 2 x numpy at batch 128 and over 3 x at 1024",
+       cpu_rate[128] > 2 * numpy_rate[128] and cpu_rate[1024] > 3 * numpy_rate[1024])
+report("cpu at batch 128 is over 5 x batch 1 (fixed costs per step)",
+       cpu_rate[128] > 5 * cpu_rate[1])
+report("the cpu backend's lead grows with the batch", speedup[0] < speedup[2] < speedup[3])
+report("the reference speeds up to batch 128, then slows",
+       numpy_rate[128] > 2 * numpy_rate[1] and numpy_rate[1024] < numpy_rate[128])
 
 # %% [markdown]
 # Three things to read from the numbers:
@@ -565,11 +577,13 @@ for B in batch_sizes:
     print(f"batch {B:>4}: limit {roofline[B]:>9,.0f} samples/s ({bound}-bound); cpu backend "
           f"{cpu_rate[B]:>8,.0f}/s = {fraction[B]:6.1%} of it")
 assert peak_flops > 0 and bandwidth > 0
-# Batch 1 (0.7 flops/byte) sits near the ridge point of a typical machine, where memory
-# traffic and arithmetic take about equally long; whichever is larger sets the limit.
-assert memory_limit[1] < 3 * compute_limit
-assert memory_limit[32] > compute_limit  # from batch 32 on, arithmetic is the limit
 assert all(0 < f < np.inf for f in fraction.values())
+# Batch 1 (0.7 flops/byte) sits near the ridge point of a typical machine, where memory
+# traffic and arithmetic take about equally long; whichever is larger sets the limit. The
+# two limits are measured rates, so which one wins depends on the machine.
+report("batch 1 is near the ridge point (memory limit under 3 x the compute limit)",
+       memory_limit[1] < 3 * compute_limit)
+report("from batch 32 on, arithmetic is the limit", memory_limit[32] > compute_limit)
 
 # %%
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11.5, 4))
