@@ -64,7 +64,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
     p.add_argument("--units", type=int, default=d.units, help="encoder units (FlyNet: 7840)")
     p.add_argument("--k", type=int, default=d.k, help="inputs per encoder unit (FlyNet: 7)")
-    p.add_argument("--json", default=None, help="write the results here (JSON)")
+    p.add_argument("--json", default=None,
+                   help="write the results here (JSON; rewritten after each task, so an "
+                        "interrupted run keeps the tasks it finished)")
     p.add_argument("--plot", default=None, help="write the accuracy figure here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
@@ -201,6 +203,17 @@ def cmd_run(args) -> int:
     expected = _expected_runtime(args, config)
     if expected:
         say(expected)
+    partial = []  # whether --json holds the report of the tasks finished so far
+
+    def save_so_far(report):
+        # An interrupted or failing run keeps the rows it finished (with unfinished_tasks > 0).
+        try:
+            atomic_write_json(args.json, report)
+        except OutputError as err:  # the run goes on; the final write will try again
+            print(f"nmnp run: warning: {err}", file=sys.stderr, flush=True)
+            return
+        partial.append(report["unfinished_tasks"])
+
     try:
         # A diverging run overflows before its loss turns NaN; train_task detects that and
         # stops with one line naming task and step, so NumPy's own warnings would only repeat it.
@@ -209,18 +222,13 @@ def cmd_run(args) -> int:
                 config,
                 progress=False if args.quiet else None,
                 on_task_end=lambda result, learner: say(format_row(result)),
+                on_report=save_so_far if args.json else None,
                 checkpoint=checkpoint,
                 resume=args.resume,
             )
-    except TrainingError as err:
-        if checkpoint and os.path.exists(checkpoint):
-            raise TrainingError(f"{err}; {checkpoint} still holds every task finished before") from err
-        raise
-    except KeyboardInterrupt as err:
-        if checkpoint and os.path.exists(checkpoint):
-            raise type(err)(f"{checkpoint} holds every task finished before; continue with "
-                            f"`nmnp run --resume {checkpoint}`") from None
-        raise
+    except (TrainingError, KeyboardInterrupt) as err:
+        raise _with_what_was_kept(err, args, checkpoint, bool(partial)) from (
+            None if isinstance(err, KeyboardInterrupt) else err)
     if args.resume:
         before = out["resumed_from"]
         if before["tasks_done"] == config.tasks:
@@ -245,6 +253,29 @@ def cmd_run(args) -> int:
 
         say(f"figure: {plot_continual_run(out_matrix(out), args.plot, title=_title(config))}")
     return 0
+
+
+def _with_what_was_kept(err, args, checkpoint, partial_json: bool):
+    """``err`` (a TrainingError or an interrupt) with a note on what survives it: the
+    checkpoint and how to resume it (repeating --json and --plot, which it does not store),
+    and a --json report of the tasks finished so far."""
+    kept = []
+    if checkpoint and os.path.exists(checkpoint) and isinstance(err, TrainingError):
+        # resuming would repeat the same steps (the learning rate is part of the run)
+        kept.append(f"{checkpoint} still holds every task finished before")
+    elif checkpoint and os.path.exists(checkpoint):
+        again = "".join(f" {flag} {path}" for flag, path in
+                        (("--json", args.json), ("--plot", args.plot)) if path)
+        kept.append(f"{checkpoint} holds every task finished before; continue with "
+                    f"`nmnp run --resume {checkpoint}{again}`")
+    if partial_json:
+        kept.append(f"{args.json} holds the results of the tasks finished so far")
+    if not kept and isinstance(err, KeyboardInterrupt):
+        kept.append("nothing was saved (--checkpoint PATH makes a run resumable)")
+    if not kept:
+        return err
+    prefix = f"{err}; " if err.args else ""
+    return type(err)(prefix + "; ".join(kept))
 
 
 def write_report(path, report: dict, checkpoint=None) -> str:

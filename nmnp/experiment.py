@@ -237,6 +237,7 @@ def run_experiment(
     result: ContinualResult | None = None,
     progress: bool | None = None,
     on_task_end: Callable | None = None,
+    on_report: Callable | None = None,
     checkpoint=None,
     resume=None,
 ) -> dict:
@@ -251,6 +252,9 @@ def run_experiment(
         Continue a run held in memory (tasks ``0..result.n_tasks-1`` already learned).
     progress : tqdm bars (``None``: only on a terminal)
     on_task_end : called as ``on_task_end(result, learner)`` after each task (printing).
+    on_report : called as ``on_report(report)`` after each task but the last, with the report
+        of the tasks done so far (as returned, plus ``unfinished_tasks`` > 0), so that a caller
+        can save it: an interrupted run then keeps the rows it finished.
     checkpoint : path, optional
         Save the network and the run (configuration, accuracy matrix) there, atomically,
         after every task. Refused if the file exists, unless it is the one being resumed:
@@ -288,11 +292,13 @@ def run_experiment(
         # at once instead of taking turns with this one at replacing it.
         guard = exclusive(checkpoint)
     with guard:
-        return _run_locked(config, dataset, learner, result, progress, on_task_end,
-                           checkpoint, resume)
+        return _run_locked(config, dataset=dataset, learner=learner, result=result,
+                           progress=progress, on_task_end=on_task_end, on_report=on_report,
+                           checkpoint=checkpoint, resume=resume)
 
 
-def _run_locked(config, dataset, learner, result, progress, on_task_end, checkpoint, resume):
+def _run_locked(config, *, dataset, learner, result, progress, on_task_end, on_report,
+                checkpoint, resume):
     """:func:`run_experiment`'s work, once the checkpoint (if any) is locked to this process."""
     from . import checkpoint as ckpt
     from .atomic import same_file
@@ -316,6 +322,15 @@ def _run_locked(config, dataset, learner, result, progress, on_task_end, checkpo
         )
     resumed_tasks = result.n_tasks if result is not None else 0
 
+    def annotated(out: dict) -> dict:
+        out["unfinished_tasks"] = config.tasks - len(out["acc_matrix"])
+        if resume is not None:
+            out["resumed_from"] = {
+                "checkpoint": os.fspath(resume), "tasks_done": resumed_tasks,
+                "threads": threads_before,
+            }
+        return out
+
     def after_task(res, lrn):
         if checkpoint is not None:
             ckpt.save(lrn, checkpoint, extra={
@@ -323,18 +338,16 @@ def _run_locked(config, dataset, learner, result, progress, on_task_end, checkpo
             })
         if on_task_end is not None:
             on_task_end(res, lrn)
+        if on_report is not None and res.n_tasks < config.tasks:
+            on_report(annotated(report(config, lrn, res, stream, threads)))
 
     start = time.perf_counter()
     result = run_stream(
         learner, stream, config.train_settings(), result=result,
         progress=progress, on_task_end=after_task, skip_unchanged=config.skip_unchanged,
     )
-    out = report(config, learner, result, stream, threads)
+    out = annotated(report(config, learner, result, stream, threads))
     out["wall_seconds"] = time.perf_counter() - start
-    if resume is not None:
-        out["resumed_from"] = {
-            "checkpoint": os.fspath(resume), "tasks_done": resumed_tasks, "threads": threads_before,
-        }
     return out
 
 

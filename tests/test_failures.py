@@ -124,7 +124,9 @@ def test_a_report_that_cannot_be_written_is_printed_instead(tmp_path, capsys, mo
     assert len(report["acc_matrix"]) == 2 and len(checkpoint.describe(ck)["tasks"]) == 2
 
 
-def test_ctrl_c_during_a_run_names_the_checkpoint_to_resume(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def interrupt_second_task(monkeypatch):
+    """Ctrl-C during the second task's training."""
     import nmnp.continual.runner as runner
 
     real = runner.train_task
@@ -137,12 +139,48 @@ def test_ctrl_c_during_a_run_names_the_checkpoint_to_resume(tmp_path, capsys, mo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(runner, "train_task", interrupted_second_task)
+
+
+def test_ctrl_c_during_a_run_names_the_checkpoint_to_resume(tmp_path, capsys, interrupt_second_task):
     ck = tmp_path / "r.nmnp"
     code, _, err = nmnp_main(capsys, "run", *SMALL_RUN, "--tasks", "3", "--epochs", "1", "--checkpoint", str(ck))
     assert code == 130
     assert err == (f"nmnp: interrupted; {ck} holds every task finished before; continue with "
                    f"`nmnp run --resume {ck}`\n")
     assert len(checkpoint.describe(ck)["tasks"]) == 1
+
+
+def test_ctrl_c_keeps_the_finished_tasks_in_the_report_and_the_hint_repeats_its_options(
+        tmp_path, capsys, interrupt_second_task):
+    ck, js, png = tmp_path / "r.nmnp", tmp_path / "r.json", tmp_path / "r.png"
+    code, _, err = nmnp_main(capsys, "run", *SMALL_RUN, "--tasks", "3", "--epochs", "1",
+                             "--checkpoint", str(ck), "--json", str(js), "--plot", str(png))
+    assert code == 130
+    assert err == (f"nmnp: interrupted; {ck} holds every task finished before; continue with "
+                   f"`nmnp run --resume {ck} --json {js} --plot {png}`; {js} holds the results "
+                   "of the tasks finished so far\n")
+    saved = json.loads(js.read_text())
+    assert len(saved["acc_matrix"]) == 1 and saved["unfinished_tasks"] == 2
+    assert saved["config"]["tasks"] == 3 and not png.exists()
+    # The hint's command finishes the run and replaces the partial report with the full one.
+    code, _, _ = nmnp_main(capsys, "run", "--resume", str(ck), "--json", str(js), "--plot", str(png))
+    full = json.loads(js.read_text())
+    assert code == 0 and full["unfinished_tasks"] == 0 and len(full["acc_matrix"]) == 3
+    assert full["acc_matrix"][0] == saved["acc_matrix"][0] and png.exists()
+
+
+def test_ctrl_c_without_a_checkpoint_says_what_was_kept(tmp_path, capsys, interrupt_second_task):
+    js = tmp_path / "r.json"
+    code, _, err = nmnp_main(capsys, "run", *SMALL_RUN, "--tasks", "3", "--json", str(js))
+    assert (code, err) == (130, f"nmnp: interrupted; {js} holds the results of the tasks "
+                                "finished so far\n")
+    assert json.loads(js.read_text())["unfinished_tasks"] == 2
+
+
+def test_ctrl_c_with_nothing_saved_says_how_to_make_a_run_resumable(capsys, interrupt_second_task):
+    code, _, err = nmnp_main(capsys, "run", *SMALL_RUN, "--tasks", "3")
+    assert (code, err) == (130, "nmnp: interrupted; nothing was saved (--checkpoint PATH makes "
+                                "a run resumable)\n")
 
 
 @pytest.mark.slow
