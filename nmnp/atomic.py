@@ -28,6 +28,29 @@ def check_output_path(path) -> Path:
     return path
 
 
+def check_report_path(path, option: str, what: str = "report") -> Path:
+    """:func:`check_output_path` for a report or figure, which also refuses to replace an nmnp
+    checkpoint: ``--json run.nmnp`` by a slip of the fingers would otherwise destroy a run's
+    learned tasks (a checkpoint itself is never overwritten by a new run either).
+
+    ``option`` names the option in the error, e.g. ``"--json"``; ``what`` the kind of output.
+    """
+    from .checkpoint import MAGIC
+
+    path = check_output_path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC))
+    except OSError:  # no file yet (or unreadable: the write itself will say so)
+        return path
+    if head == MAGIC:
+        raise ConfigError(
+            f"{option} {path} is an nmnp checkpoint: refusing to replace it with a {what}; "
+            "choose another path"
+        )
+    return path
+
+
 def check_distinct_paths(paths: dict) -> None:
     """ConfigError if two of ``paths`` (option name -> path or None) name the same file.
 

@@ -18,7 +18,9 @@ import sys
 
 import numpy as np
 
-from .atomic import atomic_write_json, check_distinct_paths, check_output_path, same_file
+from .atomic import (
+    atomic_write_json, check_distinct_paths, check_output_path, check_report_path, same_file,
+)
 from .data.datasets import get_spec
 from .errors import ConfigError, NmnpError, OutputError, TrainingError
 from .experiment import (
@@ -185,9 +187,12 @@ def cmd_run(args) -> int:
         )
     get_backend(config.backend)  # an unusable backend (cuda without a GPU) fails now, before any data
     checkpoint = args.checkpoint or args.resume
-    for path in (args.json, args.plot, checkpoint):  # fail before hours of training, not after
+    # fail before hours of training, not after
+    for option, path, what in (("--json", args.json, "report"), ("--plot", args.plot, "figure")):
         if path:
-            check_output_path(path)
+            check_report_path(path, option, what)
+    if checkpoint:
+        check_output_path(checkpoint)
     outputs = {"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}
     if args.resume and not (args.checkpoint and same_file(args.checkpoint, args.resume)):
         outputs["--resume"] = args.resume  # read, then saved to after every task

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_json, check_distinct_paths, check_output_path
+from .atomic import atomic_write_json, check_distinct_paths, check_report_path
 from .cli import SKIP_UNCHANGED_HELP, write_report
 from .continual import metrics
 from .continual.runner import ContinualResult
@@ -289,9 +289,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_compare(args) -> int:
     """Run ``python -m nmnp compare``; every check happens before the first run."""
-    for path in (args.json, args.plot):
+    for option, path, what in (("--json", args.json, "report"), ("--plot", args.plot, "figure")):
         if path:
-            check_output_path(path)
+            check_report_path(path, option, what)
     check_distinct_paths({"--json": args.json, "--plot": args.plot})
     names = parse_strategies(args.strategies)
     options = {key: getattr(args, key) for key in CONFIG_OPTIONS}

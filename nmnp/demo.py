@@ -49,11 +49,11 @@ def main(argv=None) -> int:
 
 def _run(config: ExperimentConfig, out: str) -> int:
     """The demo itself: learn, print, check, draw; 0 when no earlier task's accuracy moved."""
-    from .atomic import check_output_path
+    from .atomic import check_report_path
     from .continual.runner import ContinualResult
     from .plots import plot_continual_run
 
-    check_output_path(out)
+    check_report_path(out, "--out", "figure")
     print(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
           f"{config.epochs} epochs each, shipped subset, backend {config.backend}")
     print("Each row: test accuracy of every task learned so far, right after learning the newest.")

@@ -98,11 +98,55 @@ def test_run_refuses_a_report_over_the_checkpoint_it_resumes(tmp_path, capsys):
     assert nmnp_main(capsys, "run", *SMALL_RUN, "--tasks", "1", "--epochs", "1", "--checkpoint", str(ck))[0] == 0
     before = ck.read_bytes()
     code, _, err = nmnp_main(capsys, "run", "--resume", str(ck), "--json", str(ck))
-    assert code == 2 and "--json and --resume both name" in err
+    assert code == 2 and f"--json {ck} is an nmnp checkpoint" in err
     assert ck.read_bytes() == before
     # Resuming into the same file, given twice, is the normal case and still allowed.
     code, out, _ = nmnp_main(capsys, "run", "--resume", str(ck), "--checkpoint", str(ck))
     assert code == 0 and "already holds all 1 task(s): nothing left to train\n" in out
+
+
+@pytest.fixture(scope="module")
+def a_checkpoint(tmp_path_factory):
+    """The bytes of a one-task run's checkpoint."""
+    ck = tmp_path_factory.mktemp("ck") / "r.nmnp"
+    assert cli.main(["run", *SMALL_RUN, "--tasks", "1", "--max-steps", "2", "--checkpoint", str(ck)]) == 0
+    return ck.read_bytes()
+
+
+@pytest.mark.parametrize("argv, option, what", [
+    (["run", *SMALL_RUN, "--tasks", "1", "--json"], "--json", "report"),
+    (["run", *SMALL_RUN, "--tasks", "1", "--plot"], "--plot", "figure"),
+    (["compare", "--tasks", "1", "--json"], "--json", "report"),
+    (["compare", "--tasks", "1", "--plot"], "--plot", "figure"),
+])
+def test_a_report_or_figure_never_replaces_a_checkpoint(tmp_path, capsys, a_checkpoint, argv,
+                                                        option, what):
+    target = tmp_path / "old-run.nmnp"  # an earlier run's checkpoint, not named by this command
+    target.write_bytes(a_checkpoint)
+    code, out, err = nmnp_main(capsys, *argv, str(target))
+    assert code == 2 and out == ""
+    assert err == (f"nmnp: error: {option} {target} is an nmnp checkpoint: refusing to replace "
+                   f"it with a {what}; choose another path\n")
+    assert target.read_bytes() == a_checkpoint
+
+
+def test_bench_and_demo_never_replace_a_checkpoint_with_a_figure(tmp_path, capsys, a_checkpoint):
+    target = tmp_path / "old-run.nmnp"
+    target.write_bytes(a_checkpoint)
+    code, _, err = nmnp_main(capsys, "--from-json", str(tmp_path / "b.json"), "--plot",
+                             str(target), main=bench_cli.main)
+    assert code == 2 and f"--plot {target} is an nmnp checkpoint" in err
+    code, _, err = nmnp_main(capsys, "--out", str(target), main=demo.main)
+    assert code == 2 and f"--out {target} is an nmnp checkpoint" in err
+    assert target.read_bytes() == a_checkpoint
+
+
+def test_a_report_replaces_any_other_existing_file(tmp_path, capsys):
+    """Only checkpoints are protected: rerunning a command over its own old report is normal."""
+    js = tmp_path / "r.json"
+    js.write_text("{}")
+    assert nmnp_main(capsys, "run", *SMALL_RUN, "--tasks", "1", "--max-steps", "2", "--json", str(js))[0] == 0
+    assert json.loads(js.read_text())["unfinished_tasks"] == 0
 
 
 def test_a_report_that_cannot_be_written_is_printed_instead(tmp_path, capsys, monkeypatch):

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..atomic import atomic_write_json, check_distinct_paths, check_output_path
+from ..atomic import atomic_write_json, check_distinct_paths, check_report_path
 from ..config import NetworkConfig
 from ..errors import ConfigError, NmnpError
 from ..interrupt import report_interrupt, sigterm_as_interrupt
@@ -137,9 +137,9 @@ def main(argv=None) -> int:
             raise ConfigError("--from-json only draws a figure: give --plot PATH as well")
         if args.plot and not (args.scaling or args.from_json):
             raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
-        for path in (args.json, args.plot):  # fail before minutes of measuring, not after
-            if path:
-                check_output_path(path)
+        for option, path, what in (("--json", args.json, "report"), ("--plot", args.plot, "figure")):
+            if path:  # fail before minutes of measuring, not after
+                check_report_path(path, option, what)
         check_distinct_paths({"--from-json": args.from_json, "--json": args.json, "--plot": args.plot})
         if args.from_json:
             print(f"figure: {plot_report(read_report(args.from_json), args.plot)}")
