@@ -21,6 +21,7 @@ import numpy as np
 from .atomic import (
     atomic_write_json, check_distinct_paths, check_output_path, check_report_path, same_file,
 )
+from .console import printer, reader_gone
 from .data.datasets import get_spec
 from .errors import ConfigError, NmnpError, OutputError, TrainingError
 from .experiment import (
@@ -48,21 +49,35 @@ def _positive_int(text):
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     d = ExperimentConfig()
-    p.add_argument("--benchmark", choices=BENCHMARKS, default=d.benchmark)
+    p.add_argument("--benchmark", choices=BENCHMARKS, default=d.benchmark,
+                   help=f"how tasks differ: rotated images, permuted pixels or split classes "
+                        f"(default {d.benchmark})")
     p.add_argument("--dataset", default=d.dataset,
                    help="fashion-mnist-subset (shipped, the default), fashion-mnist, mnist or kmnist")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset's IDX files")
-    p.add_argument("--tasks", type=int, default=d.tasks, help="number of tasks (>= 1)")
-    p.add_argument("--step", type=float, default=d.step, help="degrees between rotated tasks")
-    p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation)
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset's IDX files (default: searched for in "
+                        "$NMNP_DATA, Debian's dataset folder, then the download cache)")
+    p.add_argument("--tasks", type=int, default=d.tasks, help=f"number of tasks (default {d.tasks})")
+    p.add_argument("--step", type=float, default=d.step,
+                   help=f"degrees between rotated tasks (default {d.step:g})")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
+                   help=f"rotation resampling (default {d.interpolation})")
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"epochs per task (default {d.epochs}; the paper and the demo use 3)")
     p.add_argument("--max-steps", type=_positive_int, default=None,
                    help="cap on each task's optimiser steps over all its epochs (default: none)")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", default=d.optimizer, help="rmsprop (the paper's), sgd or adam")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--backend", choices=BACKENDS, default=d.backend)
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help=f"learning rate (default: the strategy's own, {d.lr:g} for crwn)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"samples per step (default {d.batch_size})")
+    p.add_argument("--optimizer", default=d.optimizer,
+                   help=f"rmsprop (the paper's), sgd or adam (default: the strategy's own, "
+                        f"{d.optimizer} for crwn)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the network, the stream and the shuffling (default {d.seed})")
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help=f"where the kernels run: numpy (the reference), cpu (Numba) or cuda "
+                        f"(default {d.backend})")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
     p.add_argument("--units", type=int, default=d.units, help="encoder units (FlyNet: 7840)")
     p.add_argument("--k", type=int, default=d.k, help="inputs per encoder unit (FlyNet: 7)")
@@ -201,19 +216,25 @@ def cmd_run(args) -> int:
         from .data.datasets import load_dataset
 
         load_dataset(config.dataset, config.data_dir, download=True)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    say = printer(args.quiet)  # a closed pipe (`| head`) silences it; the run goes on
     say(f"nmnp run: {config.benchmark} {config.dataset}, {config.tasks} task(s), "
-        f"{epochs_text(config)}, backend {config.backend}"
+        f"{epochs_text(config)}, {config.strategy} ({config.optimizer} {config.lr:g}), "
+        f"backend {config.backend}"
+        + (f", preset {args.preset}" if args.preset else "")
         + (f", resuming {args.resume}" if args.resume else ""))
     expected = _expected_runtime(args, config)
     if expected:
         say(expected)
+    elif args.preset and not args.resume and get_spec(config.dataset).shipped:
+        say(f"note: preset {args.preset}'s protocol on the shipped {config.dataset} (a subset of the "
+            "training images); the published figures used the full dataset: add --dataset "
+            "fashion-mnist --download")
     partial = []  # whether --json holds the report of the tasks finished so far
 
     def save_so_far(report):
         # An interrupted or failing run keeps the rows it finished (with unfinished_tasks > 0).
         try:
-            atomic_write_json(args.json, report)
+            atomic_write_json(args.json, {**report, "preset": args.preset})
         except OutputError as err:  # the run goes on; the final write will try again
             print(f"nmnp run: warning: {err}", file=sys.stderr, flush=True)
             return
@@ -234,6 +255,7 @@ def cmd_run(args) -> int:
     except (TrainingError, KeyboardInterrupt) as err:
         raise _with_what_was_kept(err, args, checkpoint, bool(partial)) from (
             None if isinstance(err, KeyboardInterrupt) else err)
+    out["preset"] = args.preset  # as in compare's report (None: no preset)
     if args.resume:
         before = out["resumed_from"]
         if before["tasks_done"] == config.tasks:
@@ -338,6 +360,8 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt as err:
         return report_interrupt("nmnp", err)
+    except BrokenPipeError:  # the report printed after a failed write, to a closed pipe
+        return reader_gone()
 
 
 if __name__ == "__main__":

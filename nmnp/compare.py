@@ -42,6 +42,7 @@ import numpy as np
 from . import __version__
 from .atomic import atomic_write_json, check_distinct_paths, check_report_path
 from .cli import SKIP_UNCHANGED_HELP, write_report
+from .console import printer
 from .continual import metrics
 from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
@@ -297,7 +298,7 @@ def cmd_compare(args) -> int:
     options = {key: getattr(args, key) for key in CONFIG_OPTIONS}
     configs = [resolve_config({**options, "strategy": s}, args.preset) for s in names]  # validate all
     get_spec(configs[0].dataset)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    say = printer(args.quiet)  # a closed pipe (`| head`) silences it; the comparison goes on
     c = configs[0]
     say(f"nmnp compare: {', '.join(names)} on {c.benchmark} {c.dataset}, {c.tasks} task(s), "
         f"{epochs_text(c)}, seed {c.seed}" + (f", preset {args.preset}" if args.preset else ""))
@@ -332,7 +333,7 @@ def cmd_compare(args) -> int:
                 raise type(err)(note) from None
             raise type(err)(f"{err}; {note}") from err
         raise
-    print(format_table(comparison))
+    printer()(format_table(comparison))  # printed even with --quiet: it is the result
     if args.json:
         say(f"results: {write_report(args.json, comparison)}")
     if args.plot:

@@ -13,9 +13,10 @@ import sys
 import tempfile
 import time
 
+from .console import printer, reader_gone
 from .errors import NmnpError
-from .interrupt import report_interrupt, sigterm_as_interrupt
 from .experiment import ExperimentConfig, format_row, run_experiment, zero_forgetting
+from .interrupt import report_interrupt, sigterm_as_interrupt
 
 #: The demo's protocol: the authors' rotated stream, on the shipped subset.
 DEMO = ExperimentConfig(benchmark="rotated", dataset="fashion-mnist-subset", tasks=5, step=10.0, epochs=3)
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt as err:
         return report_interrupt("nmnp.demo", err)
+    except BrokenPipeError:
+        return reader_gone()
 
 
 def _run(config: ExperimentConfig, out: str) -> int:
@@ -54,34 +57,35 @@ def _run(config: ExperimentConfig, out: str) -> int:
     from .plots import plot_continual_run
 
     check_report_path(out, "--out", "figure")
-    print(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
-          f"{config.epochs} epochs each, shipped subset, backend {config.backend}")
-    print("Each row: test accuracy of every task learned so far, right after learning the newest.")
+    say = printer()  # a closed pipe (`| head`) silences it; the figure is still drawn
+    say(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
+        f"{config.epochs} epochs each, shipped subset, backend {config.backend}")
+    say("Each row: test accuracy of every task learned so far, right after learning the newest.")
     start = time.perf_counter()
-    report = run_experiment(config, on_task_end=lambda result, learner: print(format_row(result), flush=True))
+    report = run_experiment(config, on_task_end=lambda result, learner: say(format_row(result)))
     wall = time.perf_counter() - start
 
     R = ContinualResult.from_dict(report).acc_matrix
     unchanged = zero_forgetting(R)
-    print(
+    say(
         "Earlier tasks' accuracies did not change as new tasks were learned (every column of "
         "the matrix is identical)." if unchanged else
         "WARNING: an earlier task's accuracy changed; this should be impossible."
     )
-    print(f"Average accuracy over the {config.tasks} tasks: {report['average_accuracy']:.3f}")
-    print(
+    say(f"Average accuracy over the {config.tasks} tasks: {report['average_accuracy']:.3f}")
+    say(
         f"Training: {sum(report['train_seconds']):.1f} s in all "
         f"({report['samples_per_second']:,.0f} samples/s on {report['threads']} threads); "
         f"whole demo {wall:.1f} s."
     )
-    print(
+    say(
         f"Learned per task: {report['params_per_task']:,} parameters "
         f"({report['bytes_per_task'] / 1024:.1f} KiB); fixed random weights shared by all tasks: "
         f"{report['fixed_params']:,} parameters, regenerated from an "
         f"{report['fixed_bytes_to_regenerate']}-byte seed."
     )
     path = plot_continual_run(R, out, title="nmnp demo: 5 rotated Fashion-MNIST tasks, no forgetting")
-    print(f"Figure: {path}")
+    say(f"Figure: {path}")
     return 0 if unchanged else 1
 
 

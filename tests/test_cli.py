@@ -138,6 +138,30 @@ def test_help_documents_checkpoint_and_resume(capsys):
     assert "--checkpoint PATH" in out and "--resume PATH" in out
 
 
+def test_help_gives_every_run_option_its_default():
+    """The parser's defaults are None (so presets apply), so each help text must say it."""
+    run = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices.values()
+               if a.prog.endswith(" run"))
+    for action in run._actions:
+        if action.dest in cli._CONFIG_OPTIONS and action.nargs is None and action.const is None:
+            assert "default" in action.help or "FlyNet" in action.help, action.dest
+
+
+def test_the_header_names_strategy_recipe_and_preset(tmp_path, capsys):
+    code, out, _ = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--max-steps", "2",
+                           "--strategy", "separate", "--preset", "paper-rotated",
+                           "--json", str(tmp_path / "r.json"))
+    assert code == 0
+    header, note = out.splitlines()[:2]
+    assert header == ("nmnp run: rotated fashion-mnist-subset, 1 task(s), 3 epoch(s), at most 2 "
+                      "steps, separate (adam 0.0003), backend cpu, preset paper-rotated")
+    assert note.startswith("note: preset paper-rotated's protocol on the shipped "
+                           "fashion-mnist-subset") and "--dataset fashion-mnist" in note
+    assert json.loads((tmp_path / "r.json").read_text())["preset"] == "paper-rotated"
+    code, out, _ = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--max-steps", "2")
+    assert ", crwn (rmsprop 0.01), backend cpu\n" in out and "note:" not in out
+
+
 def test_resume_accepts_the_original_command_with_its_preset(tmp_path):
     """Re-running the original command with --resume added works; a preset that changes the
     run is refused by name."""

@@ -252,6 +252,44 @@ def test_sigterm_to_a_real_run_ends_with_143_one_line_and_an_intact_checkpoint(t
     assert 1 <= len(checkpoint.describe(ck)["tasks"]) < 6
 
 
+# --------------------------------------------------------------------------- console.py
+def head_1(argv):
+    """Run ``python -m <argv>`` like ``... | head -1``: read one line of its standard output,
+    then close the pipe. Returns (exit status, the line, standard error)."""
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away; the next write gets EPIPE
+        err = proc.stderr.read()
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, first, err
+
+
+@pytest.mark.slow
+def test_a_run_piped_into_head_finishes_and_writes_its_report(tmp_path):
+    js, ck = tmp_path / "r.json", tmp_path / "r.nmnp"
+    code, first, err = head_1(["nmnp", "run", *SMALL_RUN[:-1], "--tasks", "3", "--max-steps", "3",
+                               "--json", str(js), "--checkpoint", str(ck)])
+    assert first.startswith("nmnp run: rotated") and code == 0, err
+    assert err == ""  # no BrokenPipeError traceback, no "Exception ignored" at exit
+    assert json.loads(js.read_text())["unfinished_tasks"] == 0
+    assert len(checkpoint.describe(ck)["tasks"]) == 3
+
+
+@pytest.mark.slow
+def test_the_bench_piped_into_head_stops_quietly_with_status_141(tmp_path):
+    code, first, err = head_1(["nmnp.bench", "--backends", "cpu", "--batch-sizes", "8",
+                               "--threads", "all", "--repeats", "1", "--steps", "1", "--samples",
+                               "8", "--inference-batch", "8", "--evaluate-samples", "0",
+                               "--units", "200", "--no-torch"])
+    assert first.startswith("nmnp bench") and (code, err) == (141, "")
+
+
 # --------------------------------------------------------------------------- compare
 def test_compare_keeps_the_strategies_that_finished_when_a_later_one_fails(tmp_path, capsys, monkeypatch):
     real = compare.run_experiment

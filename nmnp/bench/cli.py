@@ -9,6 +9,7 @@ import sys
 from ..atomic import atomic_write_json, check_distinct_paths, check_report_path
 from ..config import NetworkConfig
 from ..errors import ConfigError, NmnpError
+from ..console import reader_gone
 from ..interrupt import report_interrupt, sigterm_as_interrupt
 from ..kernels.backend import BACKENDS, quiet_low_occupancy_warnings
 from ..system import describe_machine
@@ -160,4 +161,6 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt as err:  # nothing is written: a report must come from one whole run
         return report_interrupt("nmnp.bench", err)
+    except BrokenPipeError:  # the reader of the printed report went away
+        return reader_gone()
     return 0

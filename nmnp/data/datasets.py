@@ -485,7 +485,8 @@ def find_dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> 
     raise DataError(
         f"Dataset {spec.name!r} was not found (looked in {looked}); get it with "
         f"{debian_hint}a folder passed as --data-dir / data_dir, the NMNP_DATA environment "
-        f"variable, or download=True (cache {default_cache_dir() / spec.name})."
+        f"variable, or --download / download=True (into the cache, "
+        f"{default_cache_dir() / spec.name})."
     )
 
 
