@@ -143,6 +143,16 @@ def _config_from(args) -> ExperimentConfig:
     return resolve_config({name: getattr(args, name) for name in _CONFIG_OPTIONS}, args.preset)
 
 
+def check_rotation_options(args, config: ExperimentConfig) -> None:
+    """ConfigError if ``--step`` or ``--interpolation`` is given for a benchmark that does not
+    rotate: the option would be silently ignored, and the user surely meant something by it."""
+    given = [f"--{name}" for name in ("step", "interpolation") if getattr(args, name) is not None]
+    if given and config.benchmark != "rotated":
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f"{' and '.join(given)} only {verb} to the rotated benchmark, not "
+                          f"{config.benchmark}")
+
+
 def _given_options(args) -> set:
     """The experiment fields this command line sets: explicit flags and a preset's values."""
     given = {name for name in _CONFIG_OPTIONS if getattr(args, name) is not None}
@@ -196,6 +206,7 @@ def cmd_run(args) -> int:
     """``nmnp run``: build the stream, learn its tasks (resuming a checkpoint if asked), print
     the accuracy matrix and metrics, and write the JSON report and figure; returns 0."""
     config = _resumed_config(args, args.resume) if args.resume else _config_from(args)
+    check_rotation_options(args, config)
     if config.data_dir is not None and get_spec(config.dataset).shipped:
         raise ConfigError(
             f"--data-dir is only for datasets read from files; {config.dataset} is shipped with nmnp"

@@ -41,7 +41,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import atomic_write_json, check_distinct_paths, check_report_path
-from .cli import SKIP_UNCHANGED_HELP, write_report
+from .cli import SKIP_UNCHANGED_HELP, check_rotation_options, write_report
 from .console import printer
 from .continual import metrics
 from .continual.runner import ContinualResult
@@ -297,6 +297,7 @@ def cmd_compare(args) -> int:
     names = parse_strategies(args.strategies)
     options = {key: getattr(args, key) for key in CONFIG_OPTIONS}
     configs = [resolve_config({**options, "strategy": s}, args.preset) for s in names]  # validate all
+    check_rotation_options(args, configs[0])
     get_spec(configs[0].dataset)
     say = printer(args.quiet)  # a closed pipe (`| head`) silences it; the comparison goes on
     c = configs[0]

@@ -71,6 +71,8 @@ class ExperimentConfig:
         # checkpoints) always names the optimiser and rate that were actually used.
         if self.optimizer is None:
             object.__setattr__(self, "optimizer", default_optimizer(self.strategy))
+        elif isinstance(self.optimizer, str):  # "RMSprop" and "rmsprop" are one configuration
+            object.__setattr__(self, "optimizer", self.optimizer.lower())
         if self.lr is None:
             object.__setattr__(self, "lr", default_lr(self.strategy, self.optimizer))
         if self.benchmark not in BENCHMARKS:
@@ -81,7 +83,8 @@ class ExperimentConfig:
             )
         if not isinstance(self.tasks, int) or self.tasks < 1:
             raise ConfigError(f"tasks must be at least 1, got {self.tasks!r}")
-        if not math.isfinite(self.step):
+        if (isinstance(self.step, (bool, np.bool_)) or not isinstance(self.step, (int, float, np.number))
+                or not math.isfinite(self.step)):
             raise ConfigError(f"step must be a finite number of degrees, got {self.step!r}")
         if not isinstance(self.skip_unchanged, bool):
             raise ConfigError(f"skip_unchanged must be True or False, got {self.skip_unchanged!r}")
@@ -111,7 +114,8 @@ class ExperimentConfig:
 
 def epochs_text(config: ExperimentConfig) -> str:
     """``"3 epoch(s)"``, or ``"3 epoch(s), at most 1,000 steps"`` under a step cap."""
-    cap = "" if config.max_steps is None else f", at most {config.max_steps:,} steps"
+    steps = config.max_steps
+    cap = "" if steps is None else f", at most {steps:,} step{'' if steps == 1 else 's'}"
     return f"{config.epochs} epoch(s){cap}"
 
 

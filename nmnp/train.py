@@ -88,6 +88,8 @@ class TrainSettings:
         if self.max_steps is not None:
             whole("max_steps", self.max_steps, 1, "max_steps must be a positive integer or None")
         optimizer_class(self.optimizer)  # an unknown name is refused here, not at the first task
+        # stored lower-case, so "RMSprop" and "rmsprop" are one configuration (resume compares)
+        object.__setattr__(self, "optimizer", self.optimizer.lower())
 
     def steps_per_epoch(self, n_samples: int) -> list[int]:
         """Optimiser steps in each epoch that runs, for a training set of ``n_samples``.

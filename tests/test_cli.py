@@ -79,6 +79,10 @@ def test_a_library_error_is_one_line_without_traceback_in_a_real_process():
         (["--data-dir", "/somewhere"], "--data-dir is only for datasets read from files; fashion-mnist-subset is shipped with nmnp"),
         (["--optimizer", "nope", "--units", "50"], "Unknown optimizer name 'nope'"),
         (["--units", "0"], "n_units must be at least 1"),
+        (["--benchmark", "permuted", "--step", "5"],
+         "--step only applies to the rotated benchmark, not permuted"),
+        (["--benchmark", "split", "--step", "5", "--interpolation", "bilinear"],
+         "--step and --interpolation only apply to the rotated benchmark, not split"),
     ],
 )
 def test_bad_options_are_one_line_errors(capsys, argv, message):
@@ -136,6 +140,28 @@ def test_help_documents_checkpoint_and_resume(capsys):
         cli.main(["run", "--help"])
     out = capsys.readouterr().out
     assert "--checkpoint PATH" in out and "--resume PATH" in out
+
+
+def test_optimizer_names_are_stored_lower_case_so_a_resume_may_spell_them_either_way(tmp_path, capsys):
+    from nmnp.train import TrainSettings
+
+    assert TrainSettings(optimizer="Adam").optimizer == "adam"
+    assert ExperimentConfig(optimizer="SGD").optimizer == "sgd"
+    ck = tmp_path / "r.nmnp"
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--tasks", "2", "--max-steps", "2", "--optimizer",
+                           "RMSprop", "--checkpoint", str(ck), "--quiet")
+    assert code == 0, err
+    assert checkpoint.read_extra(ck)["experiment"]["optimizer"] == "rmsprop"
+    code, out, err = run_cli(capsys, "--resume", str(ck), "--optimizer", "rmsprop")
+    assert code == 0 and "already holds all 2 task(s)" in out, err
+
+
+def test_a_step_that_is_not_a_number_is_a_config_error_not_a_crash():
+    from nmnp.errors import ConfigError
+
+    for bad in ("10", True, None):
+        with pytest.raises(ConfigError, match="step must be a finite number of degrees"):
+            ExperimentConfig(step=bad)
 
 
 def test_help_gives_every_run_option_its_default():

@@ -123,6 +123,15 @@ def test_invalid_rotation_arguments(small):
         RotatedStream(small, 3, interpolation="cubic")
     with pytest.raises(ConfigError, match="Dataset"):
         RotatedStream(small.x_train, 3)
+    for not_a_number in ("10", True, None, [10]):  # float() would take the first two
+        with pytest.raises(ConfigError, match=r"step must be a number of degrees, got"):
+            RotatedStream(small, 3, step=not_a_number)
+
+
+def test_a_negative_step_rotates_the_other_way_and_task_0_is_0_degrees(small):
+    stream = RotatedStream(small, 3, step=-10)
+    assert [stream.task_name(i) for i in range(3)] == ["rotate 0°", "rotate -10°", "rotate -20°"]
+    assert str(stream.task_params(0)["angle"]) == "0.0" and str(stream.angle(0)) == "0.0"
 
 
 @pytest.mark.parametrize("index", [3, -1, 1.0, "0", None])

@@ -310,10 +310,10 @@ class RotatedStream(TaskStream):
     benchmark = "rotated"
 
     def __init__(self, dataset: Dataset, n_tasks: int, step: float = 10.0, interpolation: str = "nearest"):
-        try:
-            step = float(step)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"step must be a number of degrees, got {step!r}.") from exc
+        # float() would also take "10" and True: a typo in a config file, not a number
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, float, np.number)):
+            raise ConfigError(f"step must be a number of degrees, got {step!r}.")
+        step = float(step)
         if not math.isfinite(step):
             raise ConfigError(f"step must be finite, got {step}.")
         if interpolation not in INTERPOLATIONS:
@@ -326,16 +326,16 @@ class RotatedStream(TaskStream):
 
     def angle(self, i: int) -> float:
         """Rotation of task ``i`` in degrees."""
-        return self._check_index(i) * self.step
+        return self._check_index(i) * self.step + 0.0  # task 0 of a negative step: 0, not -0
 
     def _pixels(self, i, images):
         return rotate_images(images, i * self.step, self.interpolation)
 
     def task_name(self, i):
-        return f"rotate {i * self.step:g}°"
+        return f"rotate {self.angle(i):g}°"
 
     def task_params(self, i):
-        return {"angle": i * self.step}
+        return {"angle": self.angle(i)}
 
     def describe(self):
         return {**super().describe(), "step": self.step, "interpolation": self.interpolation}
