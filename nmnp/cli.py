@@ -31,6 +31,7 @@ from .experiment import (
 from .interrupt import report_interrupt, sigterm_as_interrupt
 from .kernels import BACKENDS, get_backend
 from .kernels.backend import quiet_low_occupancy_warnings
+from .plots import check_figure_path
 from .presets import PRESETS, get_preset, resolve_config
 from .strategies import STRATEGIES
 
@@ -84,7 +85,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None,
                    help="write the results here (JSON; rewritten after each task, so an "
                         "interrupted run keeps the tasks it finished)")
-    p.add_argument("--plot", default=None, help="write the accuracy figure here (PNG)")
+    p.add_argument("--plot", default=None, help="write the accuracy figure here (.png, .pdf or .svg)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="save the network and the run here after every task (atomic; refused if "
@@ -214,9 +215,10 @@ def cmd_run(args) -> int:
     get_backend(config.backend)  # an unusable backend (cuda without a GPU) fails now, before any data
     checkpoint = args.checkpoint or args.resume
     # fail before hours of training, not after
-    for option, path, what in (("--json", args.json, "report"), ("--plot", args.plot, "figure")):
-        if path:
-            check_report_path(path, option, what)
+    if args.json:
+        check_report_path(args.json, "--json")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
     if checkpoint:
         check_output_path(checkpoint)
     outputs = {"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}

@@ -51,6 +51,7 @@ from .experiment import (
     BENCHMARKS, INTERPOLATIONS, epochs_text, format_row, make_learner, run_experiment,
 )
 from .kernels import BACKENDS
+from .plots import check_figure_path
 from .presets import PRESETS, resolve_config
 from .strategies import STRATEGIES, check_strategy
 
@@ -284,15 +285,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unchanged", action=argparse.BooleanOptionalAction, default=None,
                    help=SKIP_UNCHANGED_HELP)
     p.add_argument("--json", default=None, help="write the comparison here (JSON)")
-    p.add_argument("--plot", default=None, help="write the comparison figure here (PNG)")
+    p.add_argument("--plot", default=None, help="write the comparison figure here (.png, .pdf or .svg)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
 
 
 def cmd_compare(args) -> int:
     """Run ``python -m nmnp compare``; every check happens before the first run."""
-    for option, path, what in (("--json", args.json, "report"), ("--plot", args.plot, "figure")):
-        if path:
-            check_report_path(path, option, what)
+    if args.json:
+        check_report_path(args.json, "--json")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
     check_distinct_paths({"--json": args.json, "--plot": args.plot})
     names = parse_strategies(args.strategies)
     options = {key: getattr(args, key) for key in CONFIG_OPTIONS}

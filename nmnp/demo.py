@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     1 if an earlier task's accuracy moved, 2 for an error (one line), 130 or 143 when
     interrupted."""
     parser = argparse.ArgumentParser(prog="python -m nmnp.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="where to write the figure (PNG)")
+    parser.add_argument("--out", default=None, help="where to write the figure (.png, .pdf or .svg)")
     parser.add_argument("--backend", default="cpu", choices=("numpy", "cpu", "cuda"))
     args = parser.parse_args(argv)
     out = args.out or _default_output()
@@ -52,11 +52,10 @@ def main(argv=None) -> int:
 
 def _run(config: ExperimentConfig, out: str) -> int:
     """The demo itself: learn, print, check, draw; 0 when no earlier task's accuracy moved."""
-    from .atomic import check_report_path
     from .continual.runner import ContinualResult
-    from .plots import plot_continual_run
+    from .plots import check_figure_path, plot_continual_run
 
-    check_report_path(out, "--out", "figure")
+    check_figure_path(out, "--out")
     say = printer()  # a closed pipe (`| head`) silences it; the figure is still drawn
     say(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
         f"{config.epochs} epochs each, shipped subset, backend {config.backend}")

@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, check_report_path
+from .errors import ConfigError
+
+#: Figure formats, chosen by the file's extension; a path without one is written as PNG.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def figure_format(path) -> str:
+    """The format ``path``'s extension asks for (``"png"`` without one); ConfigError for an
+    extension that is not in :data:`FIGURE_FORMATS`, rather than PNG bytes under a wrong name."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    if suffix not in FIGURE_FORMATS:
+        raise ConfigError(f"cannot write a figure as .{suffix} ({path}): use "
+                          f"{', '.join('.' + f for f in FIGURE_FORMATS)}")
+    return suffix
+
+
+def check_figure_path(path, option: str) -> Path:
+    """Before any work: the folder is writable, the file is no checkpoint
+    (:func:`nmnp.atomic.check_report_path`) and its extension names a known format."""
+    figure_format(path)
+    return check_report_path(path, option, "figure")
 
 
 def new_figure(**kwargs):
@@ -58,14 +82,17 @@ def draw_task_curves(ax, acc_matrix):
 
 
 def save_figure(fig, path) -> str:
-    """Render a figure to PNG and write it atomically; returns the path."""
+    """Render a figure in the format of ``path``'s extension (:func:`figure_format`) and
+    write it atomically; returns the path."""
+    kind = figure_format(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format=kind, dpi=110, bbox_inches="tight")
     return str(atomic_write_bytes(path, buffer.getvalue()))
 
 
 def plot_continual_run(acc_matrix, path, title="") -> str:
-    """Accuracy-matrix heatmap beside per-task accuracy curves, saved as a PNG at ``path``."""
+    """Accuracy-matrix heatmap beside per-task accuracy curves, saved at ``path`` (PNG, PDF
+    or SVG by its extension)."""
     fig = new_figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
     image = draw_accuracy_matrix(left, acc_matrix)

@@ -213,3 +213,19 @@ def test_resume_accepts_the_original_command_with_its_preset(tmp_path):
     assert cli._resumed_config(parse(["run", "--resume", str(path)]), path) == cfg
     with pytest.raises(ConfigError, match=r"--benchmark 'permuted' \(stored 'rotated'\), --max-steps 1000 \(stored None\)"):
         cli._resumed_config(parse(["run", "--preset", "supsup-permuted", "--resume", str(path)]), path)
+
+
+@pytest.mark.parametrize("name, magic", [("f.png", b"\x89PNG"), ("f.pdf", b"%PDF"),
+                                          ("f.svg", b"<?xml"), ("f", b"\x89PNG")])
+def test_the_figure_format_follows_the_extension(tmp_path, capsys, name, magic):
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--tasks", "2", "--max-steps", "1", "--quiet",
+                           "--plot", str(tmp_path / name))
+    assert code == 0, err
+    assert (tmp_path / name).read_bytes().startswith(magic)
+
+
+def test_an_unknown_figure_extension_is_refused_before_any_work(tmp_path, capsys):
+    figure = tmp_path / "f.jpg"
+    code, out, err = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--plot", str(figure))
+    assert_one_line_error(code, err, f"cannot write a figure as .jpg ({figure}): use .png, .pdf, .svg")
+    assert out == "" and list(tmp_path.iterdir()) == []

@@ -121,7 +121,9 @@ def a_checkpoint(tmp_path_factory):
 ])
 def test_a_report_or_figure_never_replaces_a_checkpoint(tmp_path, capsys, a_checkpoint, argv,
                                                         option, what):
-    target = tmp_path / "old-run.nmnp"  # an earlier run's checkpoint, not named by this command
+    # an earlier run's checkpoint, not named by this command (under a figure's name for --plot,
+    # whose extension must otherwise name a figure format)
+    target = tmp_path / ("old-run.png" if what == "figure" else "old-run.nmnp")
     target.write_bytes(a_checkpoint)
     code, out, err = nmnp_main(capsys, *argv, str(target))
     assert code == 2 and out == ""
@@ -131,7 +133,7 @@ def test_a_report_or_figure_never_replaces_a_checkpoint(tmp_path, capsys, a_chec
 
 
 def test_bench_and_demo_never_replace_a_checkpoint_with_a_figure(tmp_path, capsys, a_checkpoint):
-    target = tmp_path / "old-run.nmnp"
+    target = tmp_path / "old-run.svg"
     target.write_bytes(a_checkpoint)
     code, _, err = nmnp_main(capsys, "--from-json", str(tmp_path / "b.json"), "--plot",
                              str(target), main=bench_cli.main)
@@ -329,9 +331,10 @@ def test_compare_refuses_its_report_and_figure_in_one_file(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- bench and demo
 def test_bench_refuses_a_figure_over_the_report_it_reads(tmp_path, capsys):
-    report = tmp_path / "b.json"
+    report, figure = tmp_path / "b.json", tmp_path / "b.png"
     report.write_text("{}")
-    code, _, err = nmnp_main(capsys, "--from-json", str(report), "--plot", str(report), main=bench_cli.main)
+    figure.symlink_to(report)  # the figure's name leads to the report
+    code, _, err = nmnp_main(capsys, "--from-json", str(report), "--plot", str(figure), main=bench_cli.main)
     assert code == 2 and "--from-json and --plot both name" in err and report.read_text() == "{}"
 
 

@@ -8,10 +8,11 @@ import sys
 
 from ..atomic import atomic_write_json, check_distinct_paths, check_report_path
 from ..config import NetworkConfig
-from ..errors import ConfigError, NmnpError
 from ..console import reader_gone
+from ..errors import ConfigError, NmnpError
 from ..interrupt import report_interrupt, sigterm_as_interrupt
 from ..kernels.backend import BACKENDS, quiet_low_occupancy_warnings
+from ..plots import check_figure_path
 from ..system import describe_machine
 from .memory import measure_demo_memory
 from .report import run_bench
@@ -138,9 +139,10 @@ def main(argv=None) -> int:
             raise ConfigError("--from-json only draws a figure: give --plot PATH as well")
         if args.plot and not (args.scaling or args.from_json):
             raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
-        for option, path, what in (("--json", args.json, "report"), ("--plot", args.plot, "figure")):
-            if path:  # fail before minutes of measuring, not after
-                check_report_path(path, option, what)
+        if args.json:  # fail before minutes of measuring, not after
+            check_report_path(args.json, "--json")
+        if args.plot:
+            check_figure_path(args.plot, "--plot")
         check_distinct_paths({"--from-json": args.from_json, "--json": args.json, "--plot": args.plot})
         if args.from_json:
             print(f"figure: {plot_report(read_report(args.from_json), args.plot)}")
