@@ -21,7 +21,7 @@ import numpy as np
 from .atomic import (
     atomic_write_json, check_distinct_paths, check_output_path, check_report_path, same_file,
 )
-from .console import printer, reader_gone
+from .console import one_line_warnings, printer, reader_gone
 from .data.datasets import get_spec
 from .errors import ConfigError, NmnpError, OutputError, TrainingError
 from .experiment import (
@@ -129,7 +129,10 @@ SKIP_UNCHANGED_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``nmnp`` command line: the ``run`` and ``compare`` subcommands and their options."""
+    from . import __version__
+
     parser = _Parser(prog="nmnp", description="Neuromodulated random-weight networks for continual learning.")
+    parser.add_argument("--version", action="version", version=f"nmnp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="learn a stream of tasks and report the accuracy matrix")
     _add_run_arguments(run)
@@ -361,12 +364,16 @@ def main(argv=None) -> int:
     2 for a library error (printed as one line, without a traceback), 130 after Ctrl-C and
     143 after SIGTERM.
     An option the parser refuses exits with status 2 (SystemExit) before anything runs."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # `nmnp` alone: say what it can do
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv)
     quiet_low_occupancy_warnings()
     try:
         from .compare import cmd_compare
 
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), one_line_warnings("nmnp"):
             return {"run": cmd_run, "compare": cmd_compare}[args.command](args)
     except NmnpError as err:
         print(f"nmnp: error: {err}", file=sys.stderr)

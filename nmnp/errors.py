@@ -47,3 +47,9 @@ class OutputError(NmnpError, OSError):
 
 class TrainingError(NmnpError, RuntimeError):
     """Training diverged (non-finite loss) or otherwise cannot continue."""
+
+
+class DataWarning(UserWarning):
+    """Data that load but are not what their name promises (a dataset folder holding 6,000
+    training images under the name of a 60,000-image dataset): results will not compare with
+    published figures. A warning, not an error, because a deliberate subset is legitimate."""

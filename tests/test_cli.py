@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numba
+import numpy as np
 import pytest
 
 import nmnp
@@ -229,3 +230,21 @@ def test_an_unknown_figure_extension_is_refused_before_any_work(tmp_path, capsys
     code, out, err = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--plot", str(figure))
     assert_one_line_error(code, err, f"cannot write a figure as .jpg ({figure}): use .png, .pdf, .svg")
     assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_nmnp_warnings_are_one_line(tmp_path, capsys):
+    """A dataset folder of the wrong size warns like an error is printed: one line, no file
+    name or source line (Python's default for a warning)."""
+    from nmnp.data.datasets import get_spec
+    from nmnp.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for role, name in get_spec("mnist").files.items():
+        n = 300 if role.startswith("train") else 100
+        shape = (n, 28, 28) if role.endswith("images") else (n,)
+        high = 256 if role.endswith("images") else 10
+        write_idx(tmp_path / name, rng.integers(0, high, shape, dtype=np.uint8), compress=True)
+    code, _, err = run_cli(capsys, *SMALL_RUN, "--tasks", "1", "--max-steps", "1", "--quiet",
+                           "--dataset", "mnist", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert err.startswith("nmnp: warning: mnist files of an unexpected size: ") and err.count("\n") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import importlib.util
@@ -22,7 +23,11 @@ from nmnp.data.datasets import (
     pixel_stats,
 )
 from nmnp.data.idx import write_idx
-from nmnp.errors import ConfigError, DataError, ShapeError
+from nmnp.errors import ConfigError, DataError, DataWarning, ShapeError
+
+# Most tests here write tiny datasets under real names: each load rightly warns that they are
+# not the full files. The warning itself is tested below, where it is not ignored.
+pytestmark = pytest.mark.filterwarnings("ignore::nmnp.errors.DataWarning")
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -193,6 +198,28 @@ def test_not_found_lists_every_place_and_every_remedy(isolated, monkeypatch):
 
 
 # -- validation --------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error::nmnp.errors.DataWarning")
+def test_files_of_another_size_load_with_a_warning_that_names_them(isolated):
+    write_tiny(isolated / "d", n_train=20, n_test=10)
+    with pytest.warns(DataWarning) as caught:
+        ds = load_dataset("mnist", data_dir=isolated / "d")
+    assert len(caught) == 1 and len(ds.x_train) == 20
+    message = str(caught[0].message)
+    assert message.startswith("mnist files of an unexpected size: ")
+    assert "train-images-idx3-ubyte.gz holds (20, 28, 28), not (60000, 28, 28)" in message
+    assert "t10k-images-idx3-ubyte.gz holds (10, 28, 28), not (10000, 28, 28)" in message
+    assert caught[0].filename == __file__  # it points at the caller's load_dataset line
+
+
+@pytest.mark.filterwarnings("error::nmnp.errors.DataWarning")
+def test_files_of_the_expected_size_and_the_shipped_subset_load_silently(isolated, monkeypatch):
+    load_dataset()  # the shipped subset has the size its registry entry says
+    monkeypatch.setattr(ds_mod, "REGISTRY", {
+        **ds_mod.REGISTRY, "mnist": dataclasses.replace(get_spec("mnist"), n_train=20, n_test=10)})
+    write_tiny(isolated / "d", n_train=20, n_test=10)
+    assert len(load_dataset("mnist", data_dir=isolated / "d").x_train) == 20  # "error": no warning
 
 
 def test_label_count_mismatch_in_files_names_both(isolated):

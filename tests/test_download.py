@@ -21,6 +21,10 @@ from nmnp.data.idx import _encode, read_idx
 from nmnp.errors import ConfigError, DataError
 
 N_TRAIN, N_TEST = 20, 10
+# The served files are tiny stand-ins under a real name: loading them rightly warns that they
+# are not the full dataset (tests/test_datasets.py tests that warning).
+pytestmark = pytest.mark.filterwarnings("ignore::nmnp.errors.DataWarning")
+
 FILES = get_spec("mnist").files
 
 

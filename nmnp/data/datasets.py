@@ -23,6 +23,7 @@ Each file may be gzip-compressed (``train-images-idx3-ubyte.gz``) or not
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, ShapeError
+from ..errors import ConfigError, DataError, DataWarning, ShapeError
 from .idx import read_idx, read_idx_bytes
 
 __all__ = [
@@ -512,6 +513,15 @@ def _build(spec: DatasetSpec, arrays: dict[str, np.ndarray], names: dict[str, st
             arrays[f"{split}_images"], arrays[f"{split}_labels"],
             names[f"{split}_images"], names[f"{split}_labels"],
         )  # fmt: skip
+    # Downloads are verified; files found on disk are only read. Files of another size under
+    # this name (a subset, another dataset) still load, but the user must know.
+    odd = [f"{names[role]} holds {arrays[role].shape}, not {spec.expected_shape(role)}"
+           for role in ("train_images", "test_images")
+           if arrays[role].shape != spec.expected_shape(role)]
+    if odd:
+        warnings.warn(DataWarning(
+            f"{spec.name} files of an unexpected size: {'; '.join(odd)}; results will not "
+            "compare with published figures"), stacklevel=3)
     return Dataset(
         name=spec.name,
         x_train=arrays["train_images"],
