@@ -92,32 +92,68 @@ def _quick_bench(tmp_path, capsys, *flags) -> tuple[dict, str]:
     return json.loads(out.read_text()), capsys.readouterr().out
 
 
+def _rates_from(count: int, seconds: dict) -> dict:
+    """Samples/s of ``count`` samples in each of ``seconds``: the slowest repeat gives the
+    lowest rate."""
+    return {"median": count / seconds["median"], "min": count / seconds["max"],
+            "max": count / seconds["min"]}
+
+
 def test_quick_bench_reports_every_section(tmp_path, capsys):
-    report, printed = _quick_bench(tmp_path, capsys, "--backends", "numpy,cpu,cuda", "--batch-sizes", "4,16",
-                                   "--steps", "2", "--samples", "32", "--inference-batch", "8,5",
-                                   "--evaluate-samples", "40")
-    peaks = report["peaks"]
+    report, printed = _quick_bench(tmp_path, capsys, "--backends", "numpy,cpu,cuda",
+                                   "--batch-sizes", "4,16", "--steps", "2", "--samples", "32",
+                                   "--inference-batch", "8,5", "--evaluate-samples", "40")
+    config, peaks = NetworkConfig.from_dict(report["config"]), report["peaks"]
     assert report["machine"]["cores"] >= 1 and peaks["sgemm_gflops"] > 0
-    # the fastest repeat can never be slower than the median one
-    assert peaks["sgemm_gflops_best"] >= peaks["sgemm_gflops"] and peaks["stream_gbs_best"] >= peaks["stream_gbs"]
+    assert (f"sgemm {peaks['sgemm_gflops']:.1f} GFLOP/s, "
+            f"streaming read {peaks['stream_gbs']:.1f} GB/s") in printed
     rows = [r for r in report["training"] if r["backend"] in ("numpy", "cpu")]
-    assert {(r["backend"], r["batch_size"]) for r in rows} == {(b, s) for b in ("numpy", "cpu") for s in (4, 16)}
+    assert {(r["backend"], r["batch_size"]) for r in rows} == {
+        (b, s) for b in ("numpy", "cpu") for s in (4, 16)}
+    all_threads = max(r["threads"] for r in rows)
     for r in rows:
-        rate = r["samples_per_second"]
-        assert rate["min"] <= rate["median"] <= rate["max"]
-        assert r["roofline_fraction"] == pytest.approx(rate["median"] / r["roofline_samples_per_second"])
-    inference = {(r["batch_size"], r["tasks"]) for r in report["inference"] if r["backend"] == "cpu"}
-    assert inference == {(8, 1), (8, 36), (5, 1), (5, 36)}
-    assert "batch     5 evaluating 36 tasks costs" in printed
+        # --steps 2 within --samples 32: two steps at batch 4 and at batch 16
+        samples, rate = 2 * r["batch_size"], r["samples_per_second"]
+        assert rate == pytest.approx(_rates_from(samples, r["seconds"]))
+        limit = bench.training_roofline(config, r["batch_size"], peaks, r["threads"], all_threads)
+        assert r["roofline_samples_per_second"] == pytest.approx(limit)
+        assert r["roofline_fraction"] == pytest.approx(rate["median"] / limit)
+        assert (f"{r['backend']:>5} {r['threads']:>2} thr  batch {r['batch_size']:>5}: "
+                f"{samples / r['seconds']['median']:>12,.0f}") in printed
+    inference = {(r["batch_size"], r["tasks"]): r for r in report["inference"]
+                 if r["backend"] == "cpu"}
+    assert set(inference) == {(8, 1), (8, 36), (5, 1), (5, 36)}
+    for (batch_size, _), r in inference.items():
+        assert r["samples_per_second"] == pytest.approx(_rates_from(batch_size, r["seconds"]))
+    cost = inference[(5, 36)]["seconds"]["median"] / inference[(5, 1)]["seconds"]["median"]
+    assert f"cpu batch     5 evaluating 36 tasks costs {cost:.2f} x one task" in printed
     evaluate = {r["backend"]: r for r in report["evaluate"] if r["backend"] in ("numpy", "cpu")}
     assert set(evaluate) == {"numpy", "cpu"} and evaluate["cpu"]["n_samples"] == 40
+    for r in evaluate.values():
+        assert r["samples_per_second"] == pytest.approx(_rates_from(40, r["seconds"]))
     assert "evaluate(): one task on 40 samples" in printed
-    assert "cpu/numpy batch 16" in report["ratios"]
+    # the training ratios divide the all-thread medians, not the one-thread ones
+    median = {(r["backend"], r["threads"], r["batch_size"]): r["samples_per_second"]["median"]
+              for r in rows}
+    ratio = median[("cpu", all_threads, 16)] / median[("numpy", all_threads, 16)]
+    assert report["ratios"]["cpu/numpy batch 16"] == pytest.approx(ratio)
+    assert f"cpu/numpy batch 16 = {ratio:.1f}x" in printed
     paired = report["paired"]
-    assert paired["batch_size"] == 4 and set(paired) >= {"cpu", "cached set", "numpy"}
-    assert paired["cpu"]["ratio"] == {"median": 1.0, "min": 1.0, "max": 1.0}
-    assert paired["numpy"]["ratio"]["min"] <= paired["numpy"]["ratio"]["median"] <= paired["numpy"]["ratio"]["max"]
-    assert "cpu vs numpy" in printed and "cpu vs cached set" in printed
+    assert (paired["batch_size"], paired["steps"]) == (4, 2)
+    assert set(paired) >= {"cpu", "cached set", "numpy"}
+    cpu = paired["cpu"]["seconds"]
+    for name in ("cached set", "numpy"):
+        seconds, q = paired[name]["seconds"], paired[name]["ratio"]
+        # Over two repeats each ratio is this side's time over cpu's in the same repeat, so
+        # its extremes are the stored times over cpu's, matched one way or the crossed way.
+        matched = sorted([seconds["min"] / cpu["min"], seconds["max"] / cpu["max"]])
+        crossed = sorted([seconds["min"] / cpu["max"], seconds["max"] / cpu["min"]])
+        extremes = [q["min"], q["max"]]
+        assert extremes == pytest.approx(matched) or extremes == pytest.approx(crossed)
+        # the printed rates are the 8 samples of the two steps over each side's median time
+        assert (f"cpu vs {name:<12} {q['median']:6.1f}x  [{q['min']:.1f} .. {q['max']:.1f}]"
+                f"   (cpu {8 / cpu['median']:,.0f}/s, {name} {8 / seconds['median']:,.0f}/s)"
+                ) in printed
     assert "roofline" in printed and "numba" in printed  # machine and versions printed beside figures
 
 
@@ -261,6 +297,69 @@ def test_plot_redraws_the_scaling_tables_of_a_saved_report(tmp_path, capsys):
     assert main(["--from-json", str(report), "--plot", str(figure)]) == 0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
     assert f"figure: {figure}" in capsys.readouterr().out
+
+
+def test_scaling_tables_have_a_row_per_size_with_rates_from_their_seconds(tmp_path, monkeypatch):
+    """A small --scaling run, real measurements included. Its sizes are module constants, not
+    parameters, so they are patched; the batch and task tables always use FlyNet."""
+    import numba
+
+    monkeypatch.setattr(bench.scaling, "UNITS", (64, 160))
+    monkeypatch.setattr(bench.scaling, "BATCH_SIZES", (16, 256))
+    monkeypatch.setattr(bench.scaling, "TASK_COUNTS", (1, 3))
+    threads, printed = numba.get_num_threads(), []
+    scaling = bench.scaling.run_scaling(argparse.Namespace(repeats=2, samples=256), threads,
+                                        printed.append)
+    assert set(scaling) == {"threads", "units", "batch", "tasks"} and scaling["threads"] == threads
+    # samples per timed repeat: --samples 256 gives two steps of 128 in the units table, 16 of
+    # 16 and one of 256 in the batch table; the task table evaluates one batch of 1,024
+    samples = {"units": [256, 256], "batch": [256, 256], "tasks": [1024, 1024]}
+    sizes = {"units": ("units", [64, 160]), "batch": ("batch_size", [16, 256]),
+             "tasks": ("tasks", [1, 3])}
+    for table, (key, expected) in sizes.items():
+        rows = scaling[table]
+        assert [r[key] for r in rows] == expected
+        for r, n in zip(rows, samples[table]):
+            figures = [*r["seconds"].values(), *r["samples_per_second"].values()]
+            assert all(np.isfinite(figures)) and min(figures) > 0
+            assert r["samples_per_second"] == pytest.approx(_rates_from(n, r["seconds"]))
+    one, three = (r["seconds"]["median"] for r in scaling["tasks"])
+    assert scaling["tasks"][1]["cost_vs_one_task"] == pytest.approx(three / one)
+    line = f"     3 tasks: {three * 1e3:8.2f} ms per batch ({three / one:5.2f} x one task)"
+    assert line in printed
+    assert len(printed) == 3 + 2 + 2 + 2  # three headings, then one line per row
+    # what a real run stores is what --plot draws (the plot tests use a made-up report)
+    report = {"config": NetworkConfig.flynet().to_dict(), "scaling": scaling}
+    figure = bench.cli.plot_report(report, str(tmp_path / "scaling.png"))
+    assert open(figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_demo_memory_measures_the_demo_in_a_child_process():
+    """The real demo: it has no option to make it smaller, and takes seconds once Numba's cache
+    is warm. ru_maxrss is in KiB on Linux: a peak read in the wrong unit is 1,024 times off,
+    outside these bounds either way."""
+    out = bench.measure_demo_memory()
+    assert set(out) == {"peak_rss_bytes", "seconds"}
+    assert 32 * 2**20 < out["peak_rss_bytes"] < 16 * 2**30
+    assert 0 < out["seconds"] < 600
+
+
+def test_demo_memory_reports_a_failed_demo(monkeypatch):
+    """A demo that fails must not yield a memory figure (of whatever ran before it)."""
+    import subprocess
+    import sys
+
+    real_run, commands = subprocess.run, []
+
+    def failing_child(command, **kwargs):
+        commands.append(command)
+        return real_run([sys.executable, "-c", "import sys; sys.exit('no data here')"], **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", failing_child)
+    with pytest.raises(RuntimeError, match="the demo failed: no data here"):
+        bench.measure_demo_memory()
+    assert commands[0][1:4] == ["-m", "nmnp.demo", "--out"]
 
 
 @pytest.mark.parametrize(

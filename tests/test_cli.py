@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import numba
 import numpy as np
 import pytest
@@ -248,3 +249,31 @@ def test_nmnp_warnings_are_one_line(tmp_path, capsys):
                            "--dataset", "mnist", "--data-dir", str(tmp_path))
     assert code == 0
     assert err.startswith("nmnp: warning: mnist files of an unexpected size: ") and err.count("\n") == 1
+
+
+def test_version_and_a_bare_nmnp(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"nmnp {nmnp.__version__}\n"
+    assert cli.main([]) == 2  # nothing to do: the help says what there is
+    out = capsys.readouterr().out
+    assert out.startswith("usage: nmnp") and "run" in out and "compare" in out
+
+
+def test_run_draws_its_figure_beside_the_report(tmp_path):
+    figure, report = tmp_path / "x.png", tmp_path / "x.json"
+    assert cli.main(["run", *SMALL_RUN, "--quiet", "--tasks", "2", "--max-steps", "5",
+                     "--plot", str(figure), "--json", str(report)]) == 0
+    matrix = json.loads(report.read_text())["acc_matrix"]
+    assert [len(row) for row in matrix] == [1, 2]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(figure)
+    height, width, channels = image.shape
+    assert channels in (3, 4) and 100 < height < width  # the heatmap beside the curves
+    # Each accuracy of the report fills its cell of the heatmap in its colour (viridis on
+    # [0, 1], as plots.draw_accuracy_matrix draws it): thousands of pixels, where the colour
+    # bar shows any one colour in a thin stripe only.
+    for accuracy in {a for row in matrix for a in row}:
+        colour = matplotlib.colormaps["viridis"](accuracy)[:3]
+        near = np.abs(image[..., :3] - colour).max(axis=2) < 2 / 255
+        assert near.sum() > 5_000, f"no cell of accuracy {accuracy} in the figure"

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from nmnp.config import NetworkConfig
-from nmnp.errors import ConfigError, TaskError
+from nmnp.errors import BackendError, ConfigError, TaskError
 from nmnp.experiment import ExperimentConfig, make_learner
 from nmnp.gradcheck import GradientCheckError, check_gradient, numerical_vjp, relative_error
+from nmnp.kernels import get_backend
 from nmnp.losses import softmax_cross_entropy_forward
 from nmnp.model import ModulatedNetwork
 from nmnp.strategies import CRWN, DEFAULT_LR, STRATEGIES, FineTune, Separate, SupSup, default_lr, make_strategy
@@ -296,3 +297,44 @@ def test_crwn_strategy_is_the_model_itself():
     a, b = CRWN(SMALL, "numpy"), ModulatedNetwork(SMALL, "numpy")
     assert isinstance(a, ModulatedNetwork) and a.fingerprint() == b.fingerprint()
     assert a.params_per_task == b.params_per_task == 61
+
+
+# A learner that has learned, moved to another backend (ReadoutStrategy.set_backend).
+SWITCHED = NetworkConfig(n_inputs=20, n_units=60, inputs_per_unit=4, n_outputs=5, seed=3)
+
+
+@pytest.mark.parametrize("name", ["finetune", "separate", "supsup"])
+def test_a_strategy_moved_to_another_backend_predicts_as_before(fast_backend, name, rng):
+    """set_backend swaps the fixed encoder's kernels under a learner that has learned: its
+    tasks predict what they predicted on the numpy reference, within float32 rounding."""
+    learner = make_strategy(name, SWITCHED, "numpy")
+    t = learner.add_task()
+    for array in learner.trainable_params(t).values():
+        array[...] = rng.normal(size=array.shape)  # away from the initial state
+    learner.freeze(t)  # SupSup: the packed mask
+    x = learner.check_inputs(rng.normal(size=(37, SWITCHED.n_inputs)))
+    reference, encoded = learner.forward(x, t), learner.encode(x)
+    learner.set_backend(fast_backend)
+    assert learner.backend == fast_backend and learner.kernels is get_backend(fast_backend)
+    np.testing.assert_allclose(learner.forward(x, t), reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(learner.encode(x), encoded, rtol=1e-5, atol=1e-5)  # training's path
+    assert np.abs(reference).max() > 1  # not trivially zero
+    # the same classes wherever the best two logits are further apart than that rounding
+    best_two = np.sort(reference, axis=1)[:, -2:]
+    clear = best_two[:, 1] - best_two[:, 0] > 1e-3
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(learner.predict(x, t)[clear], reference.argmax(axis=1)[clear])
+
+
+def test_a_strategy_refuses_an_unknown_backend_and_keeps_its_own(rng):
+    """BackendError naming the choices, and no half-made switch: the learner goes on with
+    the backend it had."""
+    learner = make_strategy("separate", SWITCHED, "numpy")
+    t = learner.add_task()
+    x = learner.check_inputs(rng.normal(size=(9, SWITCHED.n_inputs)))
+    before = learner.forward(x, t)
+    message = r"^unknown backend 'gpu'; choose one of numpy, cpu, cuda$"
+    with pytest.raises(BackendError, match=message):
+        learner.set_backend("gpu")
+    assert learner.backend == "numpy"
+    np.testing.assert_array_equal(learner.forward(x, t), before)
