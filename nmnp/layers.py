@@ -11,13 +11,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 from .kernels import get_backend
 
 
 def _require(cond: bool, message: str) -> None:
     if not cond:
         raise ShapeError(message)
+
+
+def _require_array(value, name: str) -> None:
+    """``value`` must be an ndarray: a list or a number would fail below with a raw
+    AttributeError on ``.ndim`` or ``.dtype``. One isinstance test, never a pass over it."""
+    if not isinstance(value, np.ndarray):
+        kind = type(value).__name__
+        # a NumPy scalar's type reads like a dtype ("got float64"): say that it is a scalar
+        raise ShapeError(
+            f"{name} must be a NumPy array, got "
+            + (f"a {kind} scalar" if isinstance(value, np.generic) else kind)
+        )
+
+
+def _require_cache(cache, size: int, forward: str) -> None:
+    """``cache`` must be the tuple ``forward`` returned (or a list of the same): anything
+    else unpacked into the wrong names (a 4-letter string into the encoder's four) and failed
+    with a raw error. Its arrays are the forward's own, so only the container is checked."""
+    ok = isinstance(cache, (tuple, list)) and len(cache) == size
+    if not (ok and isinstance(cache[0], np.ndarray)):
+        raise ConfigError(
+            f"cache must be the cache {forward} returned (a tuple of {size}), "
+            f"got {type(cache).__name__}"
+            + (f" of {len(cache)}" if isinstance(cache, (tuple, list)) else "")
+        )
 
 
 def _require_gradient(upstream, name: str, expected_shape, like: str, dtype):
@@ -66,7 +91,15 @@ def sparse_encoder_forward(x, idx, backend="cpu"):
     -------
     h : (B, n_units), ``relu(m - mean_j(m))`` with ``m_j = sum_t x[idx[j, t]]``
     cache : for :func:`sparse_encoder_backward`
+
+    Raises
+    ------
+    ShapeError
+        If ``x`` or ``idx`` is not an array, or their shapes, dtypes or index values do not
+        fit together.
     """
+    _require_array(x, "encoder input x")
+    _require_array(idx, "encoder indices idx")
     _require(x.ndim == 2, f"encoder input must be 2-D (batch, n_in), got shape {x.shape}")
     _require(x.dtype in (np.float32, np.float64), f"encoder input must be float32 or float64, got {x.dtype}")
     _require(idx.ndim == 2, f"encoder indices must be 2-D (n_units, k), got shape {idx.shape}")
@@ -98,7 +131,10 @@ def sparse_encoder_backward(dh, cache):
     ------
     ShapeError
         If ``dh`` is not an array of the activity's shape and dtype.
+    ConfigError
+        If ``cache`` is not the tuple :func:`sparse_encoder_forward` returned.
     """
+    _require_cache(cache, 4, "sparse_encoder_forward")
     h, idx, n_in, kernels = cache
     _require_gradient(dh, "dh", h.shape, "activity", h.dtype)
     return {"x": kernels.encoder_backward(dh, h, idx, n_in)}
@@ -127,9 +163,13 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
     Raises
     ------
     ShapeError
-        If the arrays' shapes or dtypes do not fit together, or ``strength`` is not one real
-        finite number (several numbers, none, a complex one, a string, None, NaN or inf).
+        If ``x``, ``gains`` or ``weight`` is not an array, the arrays' shapes or dtypes do not
+        fit together, or ``strength`` is not one real finite number (several numbers, none,
+        a complex one, a string, None, NaN or inf).
     """
+    _require_array(x, "layer input x")
+    _require_array(gains, "gains")
+    _require_array(weight, "weight")
     _require(x.ndim == 2, f"layer input must be 2-D (batch, n), got shape {x.shape}")
     _require(
         x.dtype in (np.float32, np.float64) and gains.dtype == x.dtype and weight.dtype == x.dtype,
@@ -166,7 +206,10 @@ def modulated_linear_backward(dy, cache):
     ------
     ShapeError
         If ``dy`` is not an array of the output's shape and the input's dtype.
+    ConfigError
+        If ``cache`` is not the tuple :func:`modulated_linear_forward` returned.
     """
+    _require_cache(cache, 5, "modulated_linear_forward")
     x, gains, s, weight, kernels = cache
     _require_gradient(dy, "dy", (x.shape[0], weight.shape[0]), "input", x.dtype)
     dx, dc, ds = kernels.modulated_backward(dy, x, gains, s, weight)

@@ -275,3 +275,9 @@ def test_a_data_folder_for_the_shipped_dataset_is_refused_not_ignored(tmp_path, 
     code = main(["compare", "--dataset", "fashion-mnist-subset", "--data-dir", str(tmp_path),
                  "--tasks", "1", "--strategies", "crwn", "--units", "40", "--quiet"])
     assert code == 2 and "is shipped with nmnp" in capsys.readouterr().err
+
+
+def test_repr_is_one_short_line_not_every_pixel():
+    text = repr(load_dataset())
+    assert text == ("Dataset('fashion-mnist-subset': train 6,000 x 28x28, test 1,000, 10 classes, "
+                    "from 'shipped with nmnp (nmnp/data/shipped)')")

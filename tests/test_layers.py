@@ -2,6 +2,9 @@
 
 Shapes are drawn by hypothesis (every dimension 1..5, k <= n_in); values come from a seeded
 generator so they are generic (no ties at the ReLU kink that shrinking would hunt for).
+Encoder shapes keep n_in >= 2, n_units >= 2 and k <= n_in - 1: one unit, or every unit
+reading all the inputs, centres every sum to 0, and the check then compares 0 with 0 (which
+:func:`~nmnp.gradcheck.check_gradient` refuses).
 """
 
 from __future__ import annotations
@@ -13,21 +16,37 @@ from hypothesis import strategies as st
 
 from nmnp import layers
 from nmnp.config import NetworkConfig
-from nmnp.errors import ShapeError
-from nmnp.gradcheck import GradientCheckError, check_gradient, numerical_vjp, relative_error
+from nmnp.errors import ConfigError, NmnpError, ShapeError
+from nmnp.gradcheck import (
+    GradientCheckError,
+    GradientDtypeError,
+    VacuousGradientCheckError,
+    check_gradient,
+    numerical_vjp,
+    relative_error,
+)
 from nmnp.model import ModulatedNetwork
 from purity import assert_backward_is_pure
 
 dims = st.integers(1, 5)
+# An encoder needs two units and a unit that leaves an input out, or its activity is all 0.
+encoder_widths = st.integers(2, 5)
 
 
 @st.composite
 def encoder_problems(draw):
-    n_in, n_units, B = draw(dims), draw(dims), draw(dims)
-    k = draw(st.integers(1, n_in))
+    n_in, n_units, B = draw(encoder_widths), draw(encoder_widths), draw(dims)
+    k = draw(st.integers(1, n_in - 1))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     idx = np.sort(np.argsort(rng.random((n_units, n_in)), axis=1)[:, :k], axis=1).astype(np.int32)
     return rng.normal(size=(B, n_in)), idx, rng
+
+
+def units_differ(idx) -> bool:
+    """Some two units read different inputs. If all read the same ones, every centred sum
+    is 0 up to the rounding of the mean (5.6e-17, not 0, for three equal sums), and so is
+    every gradient: nothing a check could fail on."""
+    return np.unique(np.sort(idx, axis=1), axis=0).shape[0] > 1
 
 
 def away_from_kink(x, idx):
@@ -41,7 +60,7 @@ def away_from_kink(x, idx):
 @given(problem=encoder_problems())
 def test_encoder_input_gradient(backend, problem):
     x, idx, rng = problem
-    assume(away_from_kink(x, idx))
+    assume(units_differ(idx) and away_from_kink(x, idx))
     h, cache = layers.sparse_encoder_forward(x, idx, backend)
     dh = rng.normal(size=h.shape)
     dx = layers.sparse_encoder_backward(dh, cache)["x"]
@@ -64,14 +83,16 @@ def test_modulated_layer_gradients(backend, B, n, n_out, seed):
 
 
 @given(
-    n_in=dims, n_units=dims, n_out=st.integers(2, 5), B=dims,
-    k=dims, seed=st.integers(0, 2**16), with_classes=st.booleans(),
+    n_in=encoder_widths, n_units=encoder_widths, n_out=st.integers(2, 5), B=dims,
+    k=st.integers(1, 4), seed=st.integers(0, 2**16), with_classes=st.booleans(),
 )
 def test_whole_network_context_gradients(backend, n_in, n_units, n_out, B, k, seed, with_classes):
     """dLoss/dgains and dLoss/dstrength of the full network (encoder + readout + loss)."""
-    net = ModulatedNetwork(NetworkConfig(n_in, n_units, min(k, n_in), n_out, seed, "float64"), backend)
+    k = min(k, n_in - 1)  # k == n_in: every unit's centred sum is 0, and so is every gradient
+    net = ModulatedNetwork(NetworkConfig(n_in, n_units, k, n_out, seed, "float64"), backend)
     t = net.add_task()
     rng = np.random.default_rng(seed)
+    assume(units_differ(net.encoder_indices))
     x = rng.normal(size=(B, n_in))
     classes = np.array([0, n_out - 1]) if with_classes else None
     y = rng.choice(classes, size=B) if with_classes else rng.integers(0, n_out, size=B)
@@ -131,11 +152,96 @@ def test_checker_rejects_a_wrong_gradient(rng):
         check_gradient(f, c, tiny_slip, dy)
 
 
+def test_checker_refuses_to_compare_zero_with_zero(rng):
+    """Two units that both read every input have equal sums, centred to exactly 0: the
+    encoder's output and both gradients are 0, and a backward pass returning zeros (or
+    anything times 0) would pass. The checker refuses that unless told to allow it, and a
+    non-zero claim against the zero gradient is still caught as wrong."""
+    x = rng.normal(size=(3, 4))
+    idx = np.tile(np.arange(4, dtype=np.int32), (2, 1))  # k == n_in
+    h, cache = layers.sparse_encoder_forward(x, idx, "numpy")
+    dh = rng.normal(size=h.shape)
+    dx = layers.sparse_encoder_backward(dh, cache)["x"]
+    assert not h.any() and not dx.any()
+    f = lambda v: layers.sparse_encoder_forward(v, idx, "numpy")[0]
+    vacuous = r"gradient check of encoder x compares zero with zero.*allow_zero=True"
+    with pytest.raises(VacuousGradientCheckError, match=vacuous):
+        check_gradient(f, x.copy(), dx, dh, name="encoder x")
+    assert check_gradient(f, x.copy(), dx, dh, allow_zero=True) == 0.0
+    for allow_zero in (False, True):
+        with pytest.raises(GradientCheckError, match="gradient of x is wrong"):
+            check_gradient(f, x.copy(), np.ones_like(dx), dh, allow_zero=allow_zero)
+    # The refusal is the library's error about how the check was set up, not a verdict on
+    # the gradient: code that catches GradientCheckError as "found a bug" does not take it.
+    assert issubclass(VacuousGradientCheckError, NmnpError)
+    assert not issubclass(VacuousGradientCheckError, GradientCheckError)
+
+
+def test_checker_refuses_a_gradient_below_the_rounding_floor_on_both_sides():
+    """A gradient of 1e-12 on a function of size 1: central differences read it as 0 or
+    rounding noise (about 1e-10), under the floor of about 1e-8, so agreement proves
+    nothing; a wrong gradient the differences can resolve is still caught."""
+    f = lambda v: 1.0 + 1e-12 * v
+    x = np.array([0.3, -0.2, 0.5])
+    with pytest.raises(VacuousGradientCheckError, match="rounding floor"):
+        check_gradient(f, x.copy(), np.full(3, 1e-12), 1.0)
+    check_gradient(f, x.copy(), np.full(3, 1e-12), 1.0, allow_zero=True)
+    with pytest.raises(GradientCheckError, match="above the rounding floor"):
+        check_gradient(f, x.copy(), np.full(3, 1e-3), 1.0)
+
+
+def test_checker_catches_a_backward_that_returns_zeros(rng):
+    """Zeros against a non-zero gradient is a wrong gradient, not a vacuous check."""
+    x, c, W = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(2, 4))
+    s = np.array([1.5])
+    dy = rng.normal(size=(3, 2))
+    f = lambda v: layers.modulated_linear_forward(x, v, s, W, "numpy")[0]
+    with pytest.raises(GradientCheckError, match="gradient of gains is wrong"):
+        check_gradient(f, c, np.zeros(4), dy, name="gains")
+
+
+@pytest.mark.parametrize("x, got", [
+    (np.ones(3, np.float32), "float32"),
+    (np.ones(3, np.int64), "int64"),
+    ([1.0, 2.0], "list"),
+])
+def test_gradient_checks_refuse_an_input_that_is_not_float64(x, got):
+    """A step of 1e-6 is lost in float32 rounding. The error is the library's ShapeError
+    (a wrong dtype) and still the TypeError it used to be."""
+    message = f"gradient checks need a float64 array x, got {got}"
+    with pytest.raises(GradientDtypeError, match=message):
+        numerical_vjp(lambda v: 2 * v, x, 1.0)
+    with pytest.raises(ShapeError):
+        check_gradient(lambda v: 2 * v, x, np.full(3, 2.0), 1.0)
+    with pytest.raises(TypeError):
+        numerical_vjp(lambda v: 2 * v, x, 1.0)
+
+
 def test_backward_is_pure(backend, rng):
     x, c, s, W = rng.normal(size=(3, 4)), rng.normal(size=4), 0.5, rng.normal(size=(2, 4))
     _, cache = layers.modulated_linear_forward(x, c, s, W, backend)
     dy = rng.normal(size=(3, 2))
     assert_backward_is_pure(layers.modulated_linear_backward, dy, cache)
+
+
+def test_encoder_backward_is_pure(backend, rng):
+    x, idx = rng.normal(size=(5, 6)), np.array([[0, 1], [2, 3], [1, 4], [5, 0]], np.int32)
+    h, cache = layers.sparse_encoder_forward(x, idx, backend)
+    dh = rng.normal(size=h.shape)
+    # a zero gradient would hide an accumulating backward (0 + 0 == 0)
+    assert layers.sparse_encoder_backward(dh, cache)["x"].any()
+    assert_backward_is_pure(layers.sparse_encoder_backward, dh, cache)
+
+
+def test_masked_readout_backward_is_pure(rng):
+    """SupSup's readout backward (NumPy whatever the backend: it has no kernels)."""
+    from nmnp.strategies.supsup import masked_readout_backward, masked_readout_forward
+
+    h, W, scores = rng.normal(size=(4, 6)), rng.normal(size=(3, 6)), rng.normal(size=(3, 6))
+    z, cache = masked_readout_forward(h, W, scores, 0.5)
+    dz = rng.normal(size=z.shape)
+    assert masked_readout_backward(dz, cache)["scores"].any()
+    assert_backward_is_pure(masked_readout_backward, dz, cache)
 
 
 def test_layer_shape_errors_name_the_problem(rng):
@@ -146,6 +252,57 @@ def test_layer_shape_errors_name_the_problem(rng):
         layers.modulated_linear_forward(x, np.ones(4), 1.0, np.ones((2, 3)))
     with pytest.raises(ShapeError, match="encoder input must be 2-D"):
         layers.sparse_encoder_forward(np.ones(4), np.zeros((2, 1), np.int32))
+
+
+X, IDX = np.arange(8.0).reshape(2, 4), np.array([[0, 1], [2, 3], [1, 2]], np.int32)
+C, W = np.ones(4), np.ones((2, 4))
+
+
+def _encoder_cache():
+    return layers.sparse_encoder_forward(X, IDX, "numpy")[1]
+
+
+def _modulated_cache():
+    return layers.modulated_linear_forward(X, C, 1.0, W, "numpy")[1]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: layers.modulated_linear_forward(X, [1.0, 1, 1, 1], 1.0, W), ShapeError,
+     "gains must be a NumPy array, got list"),
+    (lambda: layers.modulated_linear_forward(X.tolist(), C, 1.0, W), ShapeError,
+     "layer input x must be a NumPy array, got list"),
+    (lambda: layers.modulated_linear_forward(X, C, 1.0, None), ShapeError,
+     "weight must be a NumPy array, got NoneType"),
+    (lambda: layers.modulated_linear_forward(X[0], C, 1.0, W), ShapeError,
+     r"layer input must be 2-D \(batch, n\), got shape \(4,\)"),
+    (lambda: layers.sparse_encoder_forward([[1.0, 2.0]], IDX), ShapeError,
+     "encoder input x must be a NumPy array, got list"),
+    (lambda: layers.sparse_encoder_forward(np.float64(1.0), IDX), ShapeError,
+     "encoder input x must be a NumPy array, got a float64 scalar"),
+    (lambda: layers.sparse_encoder_forward(X, [[0, 1]]), ShapeError,
+     "encoder indices idx must be a NumPy array, got list"),
+    (lambda: layers.sparse_encoder_forward(X, IDX[0]), ShapeError,
+     r"encoder indices must be 2-D \(n_units, k\), got shape \(2,\)"),
+    (lambda: layers.sparse_encoder_forward(X, IDX[:0]), ShapeError,
+     r"encoder indices must lie in 0\.\.3 \(the input width\), got none\.\.none"),
+    (lambda: layers.sparse_encoder_backward(np.ones((2, 3)), "junk"), ConfigError,
+     r"cache must be the cache sparse_encoder_forward returned \(a tuple of 4\), got str$"),
+    (lambda: layers.sparse_encoder_backward(np.ones((2, 3)), _modulated_cache()), ConfigError,
+     "sparse_encoder_forward returned .*, got tuple of 5"),
+    (lambda: layers.sparse_encoder_backward(np.ones((2, 3)).tolist(), _encoder_cache()),
+     ShapeError, "dh must be a float64 array like the activity, got list"),
+    (lambda: layers.modulated_linear_backward(np.ones((2, 2)), "junk"), ConfigError,
+     r"modulated_linear_forward returned \(a tuple of 5\), got str"),
+    (lambda: layers.modulated_linear_backward(np.ones((2, 2)), list(_encoder_cache())),
+     ConfigError, "got list of 4"),
+    (lambda: layers.modulated_linear_backward(np.ones((2, 2)).tolist(), _modulated_cache()),
+     ShapeError, "dy must be a float64 array like the input, got list"),
+])
+def test_layers_name_an_argument_of_the_wrong_kind(call, error, message):
+    """Each of these raised a raw AttributeError (``'list' object has no attribute
+    'ndim'``) or ValueError (a 4-letter string unpacked into the encoder's cache)."""
+    with pytest.raises(error, match=message):
+        call()
 
 
 def test_bad_encoder_indices_and_dtypes_are_named_before_any_kernel_runs():
@@ -215,6 +372,15 @@ def test_the_purity_check_catches_an_accumulating_or_cache_writing_backward(rng)
             assert_backward_is_pure(broken, dy, cache)
         _, cache = layers.modulated_linear_forward(x, c, s, W, "numpy")
     assert_backward_is_pure(layers.modulated_linear_backward, dy, cache)
+
+
+def test_the_purity_check_refuses_an_all_zero_gradient(rng):
+    """With dy = 0 every gradient is 0, and an accumulating backward would return 0 + 0:
+    the check could not fail, so it refuses."""
+    x, c, W = rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(2, 4))
+    _, cache = layers.modulated_linear_forward(x, c, 0.5, W, "numpy")
+    with pytest.raises(AssertionError, match=r"gradients\['x'\] is all zero"):
+        assert_backward_is_pure(layers.modulated_linear_backward, np.zeros((3, 2)), cache)
 
 
 def test_backward_passes_refuse_an_upstream_gradient_of_the_wrong_dtype_or_shape(backend, rng):

@@ -127,6 +127,30 @@ def test_bad_inputs_are_named(x, message):
         net.forward(x, 0)
 
 
+def test_evaluating_on_nothing_is_refused():
+    """An accuracy over no samples is 0/0 (NumPy's mean gives nan and a warning), and one over
+    no tasks is an empty answer nobody asked for: both are named errors. Classifier.evaluate
+    is shared by the network and every comparison strategy."""
+    from nmnp.strategies import make_strategy
+
+    empty_x, empty_y = np.zeros((0, 20), np.float32), np.zeros(0, np.int64)
+    x, y = np.zeros((3, 20), np.float32), np.array([0, 1, 2])
+    net = ModulatedNetwork(SMALL)
+    with pytest.raises(ShapeError, match="evaluate_tasks needs at least one task and one sample"):
+        net.evaluate_tasks(x, y)  # no tasks yet
+    t = net.add_task()
+    with pytest.raises(ShapeError, match="evaluate_tasks needs at least one task"):
+        net.evaluate_tasks(x, y, [])
+    with pytest.raises(ShapeError, match="evaluate_tasks needs at least one task and one sample"):
+        net.evaluate_tasks(empty_x, empty_y)
+    with pytest.raises(ShapeError, match="cannot evaluate on an empty set"):
+        net.evaluate(empty_x, empty_y, t)
+    other = make_strategy("separate", SMALL, "numpy")
+    with pytest.raises(ShapeError, match="cannot evaluate on an empty set"):
+        other.evaluate(empty_x, empty_y, other.add_task())
+    assert net.evaluate_tasks(x, y).shape == (1,) and 0 <= net.evaluate(x, y, t) <= 1
+
+
 def test_bad_labels_are_named():
     net = ModulatedNetwork(SMALL)
     t = net.add_task()

@@ -295,6 +295,12 @@ class Dataset:
                 f"images are {self.x_test.shape[1:]}."
             )
 
+    def __repr__(self) -> str:
+        # The default dataclass repr would print every pixel of both splits.
+        h, w = self.image_shape
+        return (f"Dataset({self.name!r}: train {len(self.x_train):,} x {h}x{w}, test "
+                f"{len(self.x_test):,}, {self.n_classes} classes, from {self.source!r})")
+
     @property
     def image_shape(self) -> tuple[int, int]:
         """``(H, W)`` of every image."""
