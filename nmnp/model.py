@@ -64,6 +64,13 @@ def find_task(tasks: list, task_id, owner: str):
     return tasks[task_id]
 
 
+def check_task_name(name) -> None:
+    """ConfigError unless ``name`` is None or a string: a task called ``3`` would come back
+    as ``"3"`` from a checkpoint, which stores names as text."""
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"a task name must be a string, got {type(name).__name__} {name!r}")
+
+
 class Classifier:
     """Prediction and accuracy for any learner with ``eval_logits``: the network below and
     every comparison strategy (:mod:`nmnp.strategies`) share this one implementation.
@@ -203,7 +210,9 @@ class ModulatedNetwork(Classifier):
         return checkpoint.save(self, path, extra)
 
     def add_task(self, name: str | None = None) -> int:
-        """Append a freshly initialised context; returns its task id (0, 1, 2, ...)."""
+        """Append a freshly initialised context; returns its task id (0, 1, 2, ...). ``name``
+        (default ``"task <id>"``) must be a string: it is stored in checkpoints as text."""
+        check_task_name(name)
         task_id = len(self.tasks)
         gains, strength = initializers.initial_context(
             self.config.n_units, self.config.seed, task_id, self.dtype

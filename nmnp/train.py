@@ -172,6 +172,9 @@ def train_task(
         If the loss becomes NaN or infinite; the message names the task and step, and the
         parameters keep their last finite values.
     """
+    if not isinstance(settings, TrainSettings):
+        raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__} "
+                          f"(e.g. TrainSettings(epochs=3))")
     params = learner.trainable_params(task_id)  # raises TaskError if frozen/unknown
     x = learner.check_inputs(x)
     y = learner.check_labels(y, x.shape[0])

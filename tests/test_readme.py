@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,3 +215,30 @@ def test_the_roofline_check_notices_a_wrong_figure():
     text = README.read_text(encoding="utf-8").replace("about 7.8 KB", "about 4.3 KB")
     wrong = roofline_mismatches(text, report["peaks"]["sgemm_gflops"] * 2)
     assert [w.split(":")[0] for w in wrong] == ["bytes", "compute limit"]
+
+
+def python_blocks(text: str) -> list[str]:
+    """The ``python`` code blocks of a Markdown text, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.slow
+def test_the_python_examples_run_as_written(capsys):
+    """Every python block of the README, in order, in one namespace (the second continues the
+    first, as a reader would type them); what they print is what their comments say."""
+    blocks = python_blocks(README.read_text(encoding="utf-8"))
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    out = capsys.readouterr().out
+    accuracies = eval(out.splitlines()[0])  # the first block's list of three accuracies
+    assert len(accuracies) == 3 and all(0.5 < a <= 1 for a in accuracies)
+    matrix = namespace["result"].acc_matrix
+    assert matrix.shape == (3, 3) and np.allclose(np.diag(matrix), accuracies)
+    assert "average_accuracy" in out
+
+
+def test_the_example_runner_finds_every_block_and_only_python():
+    text = "x\n```python\na = 1\n```\n```bash\nls\n```\n```python\nb = a + 1\n```\n"
+    assert python_blocks(text) == ["a = 1\n", "b = a + 1\n"]

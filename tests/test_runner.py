@@ -10,6 +10,7 @@ from nmnp import ModulatedNetwork, NetworkConfig
 from nmnp.continual.runner import run_stream
 from nmnp.continual.streams import PermutedStream, SplitStream
 from nmnp.data.datasets import Dataset, load_dataset
+from nmnp.errors import ConfigError
 from nmnp.train import TrainSettings
 
 CONFIG = NetworkConfig(n_units=200, seed=3)
@@ -100,3 +101,29 @@ def test_a_resumed_run_looks_up_earlier_tasks_without_building_them(data):
     assert result.n_tasks == 3 and len(spy.train_arrays) == 1  # only task 2 was trained
     np.testing.assert_array_equal(result.acc_matrix[:2, :2], before)
     np.testing.assert_array_equal(result.acc_matrix[2, :2], before[1, :2])  # no forgetting
+
+
+def test_a_learner_that_already_holds_tasks_needs_the_result_it_continues(data):
+    net = ModulatedNetwork(CONFIG)
+    stream = PermutedStream(data, 2, seed=0)
+    run_stream(net, stream, TrainSettings(batch_size=64), progress=False)
+    with pytest.raises(ConfigError, match=r"^the learner already holds 2 task\(s\): run a stream "
+                                          r"on a fresh learner, or pass the ContinualResult"):
+        run_stream(net, stream, TrainSettings(batch_size=64), progress=False)
+    assert net.n_tasks == 2  # nothing was added
+
+
+def test_train_task_and_add_task_name_a_wrong_argument_type(data):
+    from nmnp.train import train_task
+
+    net = ModulatedNetwork(CONFIG)
+    with pytest.raises(ConfigError, match=r"a task name must be a string, got int 3"):
+        net.add_task(3)
+    t = net.add_task()
+    x, y = data.x_train[:8].reshape(8, -1).astype(np.float32), data.y_train[:8]
+    with pytest.raises(ConfigError, match=r"settings must be a TrainSettings, got dict"):
+        train_task(net, t, x, y, {"epochs": 1})
+    from nmnp.strategies import make_strategy
+
+    with pytest.raises(ConfigError, match="a task name must be a string"):
+        make_strategy("separate", CONFIG).add_task(b"bytes")

@@ -216,7 +216,13 @@ def run_stream(
     -------
     ContinualResult
     """
+    fresh = result is None
     result = result if result is not None else ContinualResult()
+    if fresh and getattr(learner, "n_tasks", 0):
+        raise ConfigError(
+            f"the learner already holds {learner.n_tasks} task(s): run a stream on a fresh "
+            "learner, or pass the ContinualResult of its earlier run as result= to continue it"
+        )
     _check_continuation(learner, stream, result)
     if skip_unchanged:
         _check_can_skip(learner)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import NetworkConfig
 from ..errors import TaskError
-from ..model import Classifier, ModulatedNetwork, find_task, loss_and_dlogits
+from ..model import Classifier, ModulatedNetwork, check_task_name, find_task, loss_and_dlogits
 
 
 @dataclass
@@ -105,7 +105,9 @@ class ReadoutStrategy(Classifier):
         return len(self.tasks)
 
     def add_task(self, name: str | None = None) -> int:
-        """Append a new task and initialise its state; returns its id (0, 1, 2, ...)."""
+        """Append a new task and initialise its state; returns its id (0, 1, 2, ...). ``name``
+        (default ``"task <id>"``) must be a string."""
+        check_task_name(name)
         task_id = len(self.tasks)
         self.tasks.append(StrategyTask(name or f"task {task_id}", state=self._init_task(task_id)))
         return task_id
