@@ -53,9 +53,11 @@ def main(argv=None) -> int:
 def _run(config: ExperimentConfig, out: str) -> int:
     """The demo itself: learn, print, check, draw; 0 when no earlier task's accuracy moved."""
     from .continual.runner import ContinualResult
+    from .kernels import get_backend
     from .plots import check_figure_path, plot_continual_run
 
     check_figure_path(out, "--out")
+    get_backend(config.backend)  # no usable GPU: one line now, before any header or work
     say = printer()  # a closed pipe (`| head`) silences it; the figure is still drawn
     say(f"nmnp demo: {config.tasks} rotated Fashion-MNIST tasks ({config.step:g} degrees apart), "
         f"{config.epochs} epochs each, shipped subset, backend {config.backend}")

@@ -37,3 +37,17 @@ def test_demo_refuses_an_output_folder_that_does_not_exist(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_an_unusable_backend_is_one_line_before_any_output(tmp_path, monkeypatch, capsys):
+    from nmnp import demo
+    from nmnp.errors import BackendError
+
+    def no_gpu(name):
+        raise BackendError("no usable CUDA GPU found (test)")
+
+    monkeypatch.setattr("nmnp.kernels.get_backend", no_gpu)
+    assert demo.main(["--backend", "cuda", "--out", str(tmp_path / "x.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "nmnp.demo: error: no usable CUDA GPU found (test)\n"
