@@ -417,8 +417,14 @@ def load(path, backend: str = "cpu", expected_config=None):
 
     Examples
     --------
-    >>> net.save("fly.nmnp")
+    >>> import nmnp
+    >>> net = nmnp.FlyNet(seed=0)
+    >>> net.add_task("upright")
+    0
+    >>> path = net.save("fly.nmnp")  # atomically, in the current folder
     >>> same = nmnp.load("fly.nmnp")
+    >>> same.n_tasks, same.tasks[0].name
+    (1, 'upright')
     """
     return read(path, backend, expected_config).model
 

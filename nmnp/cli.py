@@ -97,8 +97,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "continues there unless --checkpoint names another file. --json and --plot "
                         "are not stored in it: give them again")
     p.add_argument("--strategy", choices=tuple(STRATEGIES), default=None,
-                   help="learning rule on the fixed encoder: crwn (the paper's, default), finetune, "
-                        "separate or supsup (see nmnp.strategies)")
+                   help="learning rule on the fixed encoder: crwn (the paper's Configurable Random "
+                        "Weight Network: a context per task, the default), finetune, separate or "
+                        "supsup (see nmnp.strategies)")
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="a published protocol (see nmnp.presets); flags given explicitly override it")
     p.add_argument("--download", action="store_true",

@@ -278,7 +278,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="default 128")
     p.add_argument("--optimizer", help="rmsprop, sgd or adam for every strategy (default: each its own)")
     p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--backend", choices=BACKENDS, help="encoder backend (default cpu)")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="where every kernel runs: numpy, cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--units", type=int, help="encoder units (FlyNet: 7840)")
     p.add_argument("--k", type=int, help="inputs per encoder unit (FlyNet: 7)")

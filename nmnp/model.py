@@ -139,9 +139,12 @@ class ModulatedNetwork(Classifier):
 
     Examples
     --------
+    >>> import numpy as np
     >>> net = FlyNet(seed=0)
     >>> t = net.add_task("upright")
-    >>> logits = net.forward(images, t)        # images: (B, 784) float32
+    >>> images = np.zeros((2, 784), dtype=np.float32)  # (B, 784), normalised pixels
+    >>> net.forward(images, t).shape                    # (B, 10) logits
+    (2, 10)
     """
 
     def __init__(self, config: NetworkConfig, backend: str = "cpu"):

@@ -45,9 +45,10 @@ class TrainSettings:
         encoder is fixed, so its output for a training image is the same every epoch; with
         two or more epochs and a set that fits under the cap, it is computed once and reused.
         0 (the default) disables the cache: the bench's paired section (``python -m
-        nmnp.bench``, line "cpu vs cached set") measured training from the cached set 1.4 to
-        1.6x slower than the fused step that recomputes the encoder, because a cached sample
-        is n_units values to gather where the fused kernel reads n_inputs.
+        nmnp.bench``, line "cpu vs cached set") measured training from the cached set 1.3 to
+        1.9x slower than the fused step that recomputes the encoder (the README quotes each
+        run), because a cached sample is n_units values to gather where the fused kernel reads
+        n_inputs.
     max_steps : int or None
         Stop after this many optimiser steps in all, whatever epoch they fall in (``None``:
         no cap). SupSup's protocol trains "3 epochs capped at 1,000 steps": with 469 steps

@@ -9,6 +9,7 @@ import inspect
 import pkgutil
 import re
 import types
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,26 @@ def test_the_checks_catch_a_missing_docstring_and_a_dead_reference():
         "fake:2: :mod:`nmnp.nowhere`",
         "fake:2: :meth:`fly`",
     ]
+
+
+#: Modules whose docstrings hold ``>>>`` examples (found by the test below).
+DOCTESTED = ("nmnp.checkpoint", "nmnp.model", "nmnp.presets", "nmnp.train")
+
+
+def test_every_module_with_examples_is_doctested():
+    root = Path(nmnp.__file__).parent
+    with_examples = {
+        "nmnp." + path.relative_to(root).with_suffix("").as_posix().replace("/", ".")
+        for path in root.rglob("*.py") if ">>> " in path.read_text(encoding="utf-8")
+    }
+    assert with_examples == set(DOCTESTED)
+
+
+@pytest.mark.parametrize("name", DOCTESTED)
+def test_the_docstring_examples_run_as_written(name, tmp_path, monkeypatch):
+    import doctest
+
+    monkeypatch.chdir(tmp_path)  # examples may write files (checkpoint: fly.nmnp)
+    failed, attempted = doctest.testmod(importlib.import_module(name), verbose=False,
+                                        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert attempted > 0 and failed == 0
