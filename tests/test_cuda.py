@@ -21,8 +21,9 @@ from nmnp.errors import BackendError, ConfigError, ShapeError, TrainingError
 from nmnp.kernels import KERNELS, get_backend, reference
 from nmnp.kernels import cuda_device as device
 from nmnp.kernels import cuda_kernels as kernels
-from nmnp.optim import SGD, Adam
+from nmnp.optim import SGD, Adam, RMSprop
 from nmnp.train import TaskTrainingReport, TrainSettings, train_task
+from predictions import assert_predictions_agree
 from toy_data import blobs
 
 
@@ -385,7 +386,8 @@ def test_predictions_on_the_device_match_the_logits(K, config, shape, dtype):
     """``predict_classes`` under every launch configuration: exactly the argmax of this
     backend's ``task_logits`` (the same partial sums, rounded the same way), for all classes
     and for a subset in a shuffled order, whole and in device batches of 13 (33 samples
-    leave a ragged last batch), with five tasks (two passes of the forward at ten outputs)."""
+    leave a ragged last batch), with five tasks (two passes of the forward at ten outputs).
+    And the reference's argmax wherever the best two logits differ by more than rounding."""
     K.configure(**CONFIGS[config])
     rng = np.random.default_rng(sum(shape) + 3)
     x, idx, _, _, W = _problem(rng, *shape, dtype)
@@ -393,13 +395,46 @@ def test_predictions_on_the_device_match_the_logits(K, config, shape, dtype):
     gains = rng.normal(size=(5, idx.shape[0])).astype(dtype)
     strengths = np.array([0.7, -1.1, 2.0, 0.3, -0.4])
     logits = K.task_logits(x, idx, gains, strengths, W)
+    logits_ref = reference.task_logits(x, idx, gains, strengths, W)
+    slack = 50 * TOL[dtype]["rtol"]  # as in test_kernels.py: the logits' sums differ in order
     for classes in (np.arange(n_out), rng.permutation(n_out)[: max(1, n_out - 1)]):
         expected = classes[logits[:, :, classes].argmax(axis=2)]
         for batch_size in (1024, 13):
             got = K.task_predictions(x, idx, gains, strengths, W, classes, batch_size)
             np.testing.assert_array_equal(got, expected, err_msg=f"classes {classes}, batch {batch_size}")
-    ref = reference.task_predictions(x, idx, gains, strengths, W)
-    assert (K.task_predictions(x, idx, gains, strengths, W) == ref).mean() > 0.95  # rounding
+        assert_predictions_agree(got, logits_ref, classes, slack)
+    every = K.task_predictions(x, idx, gains, strengths, W)  # no classes: the default table
+    np.testing.assert_array_equal(every, logits.argmax(axis=2))
+    assert_predictions_agree(every, logits_ref, np.arange(n_out), slack)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@needs_cuda
+def test_more_outputs_than_accumulators_match_reference(K, dtype):
+    """More outputs (43) than the fused forward's ACCUMULATORS: the one forward not compiled
+    for its shape, which indexes its accumulators at run time, one task per pass. Its
+    task_logits and task_predictions (two tasks: the second pass reads the gains at a task
+    offset) against the reference, and context_grads, whose readout gradient sums all 43."""
+    K.configure(**CONFIGS["tpb4-capped"])  # 11 units: chunks of 5, 5 and 1
+    n_out = kernels.ACCUMULATORS + 3
+    run_time_indexed = kernels.logit_partials_kernel(n_out, np.dtype(dtype).name)
+    assert kernels.forward_kernel(n_out, 1, dtype) is run_time_indexed
+    rng = np.random.default_rng(43)
+    x, idx, c, s, W = _problem(rng, 6, 10, 11, 3, n_out, dtype)
+    gains = rng.normal(size=(2, 11)).astype(dtype)
+    strengths = np.array([0.8, -1.2])
+    logits = K.task_logits(x, idx, gains, strengths, W)
+    logits_ref = reference.task_logits(x, idx, gains, strengths, W)
+    np.testing.assert_allclose(logits, logits_ref, **TOL[dtype], err_msg="task_logits")
+    for classes in (None, rng.permutation(n_out)[:7]):
+        allowed = np.arange(n_out) if classes is None else classes
+        got = K.task_predictions(x, idx, gains, strengths, W, classes, 4)  # a ragged last batch
+        np.testing.assert_array_equal(got, allowed[logits[:, :, allowed].argmax(axis=2)])
+        assert_predictions_agree(got, logits_ref, allowed, 50 * TOL[dtype]["rtol"])
+    dy = rng.normal(size=(6, n_out)).astype(dtype)
+    for name, a, b in zip(("dc", "ds"), K.context_grads(x, idx, c, s, W, dy),
+                          reference.context_grads(x, idx, c, s, W, dy)):
+        np.testing.assert_allclose(a, b, **TOL[dtype], err_msg=f"context_grads {name}")
 
 
 @needs_cuda
@@ -624,12 +659,17 @@ class _NoBar:
 @pytest.mark.parametrize("make", [
     lambda p: SGD(p, 0.05, momentum=0.9, nesterov=True),
     lambda p: SGD(p, 0.05, momentum=0.5),
+    lambda p: SGD(p, 0.05),
     lambda p: Adam(p, 0.01, betas=(0.8, 0.9)),
-], ids=["sgd-nesterov", "sgd-momentum", "adam"])
+    # not the defaults, so that reading alpha or eps wrongly shows (eps near sqrt(v) here)
+    lambda p: RMSprop(p, 0.01, alpha=0.9, eps=1e-3),
+], ids=["sgd-nesterov", "sgd-momentum", "sgd-plain", "adam", "rmsprop"])
 @needs_cuda
 def test_device_optimizer_steps_match_nmnp_optim(K, make):
-    """Optimiser state on the device (momentum buffers, Adam moments and step count) behaves
-    like :mod:`nmnp.optim` over several steps, including a short last batch."""
+    """Every update rule of the device step with its hyperparameters, and its state on the
+    device (momentum buffers, Adam moments and step count, RMSprop's square averages; none
+    for plain SGD), behaves like :mod:`nmnp.optim` over several steps, including a short
+    last batch."""
     from nmnp.initializers import SHUFFLE, rng_for
 
     x, y = blobs(4, 44)
@@ -650,6 +690,73 @@ def test_device_optimizer_steps_match_nmnp_optim(K, make):
     assert report.steps == 3 and report.samples == 44
     np.testing.assert_allclose(gpu.tasks[t].gains, cpu.tasks[t].gains, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gpu.tasks[t].strength, cpu.tasks[t].strength, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n_out, classes, dtype", [
+    (4, [3, 0, 2], np.float32),
+    (kernels.ACCUMULATORS + 3, None, np.float64),
+], ids=["4-outputs-3-competing-float32", "43-outputs-float64"])
+@needs_cuda
+def test_one_plain_sgd_step_moves_the_context_by_lr_times_the_numpy_gradient(
+        K, n_out, classes, dtype):
+    """Plain SGD (momentum 0: the update rule's own branch) steps p - lr g, so one resident
+    step shows the gradient the device computed: (before - after) / lr must be the numpy
+    backend's loss_and_grads_batch gradient (finite-difference checked in test_layers.py)
+    for the same batch, the first 12 of the epoch's shuffled order; the epoch's loss and
+    accuracy are that batch's. This checks the loss kernel and the optimiser step on their
+    own, where the other training tests compare whole trajectories. With 43 outputs the
+    forward is the run-time-indexed one and each loss thread takes several outputs."""
+    from nmnp.initializers import SHUFFLE, rng_for
+
+    config = NetworkConfig(n_inputs=10, n_units=12, inputs_per_unit=3, n_outputs=n_out, seed=4,
+                           dtype=np.dtype(dtype).name)
+    rng = np.random.default_rng(n_out)
+    x = rng.normal(size=(30, 10)).astype(dtype)
+    y = rng.choice(n_out if classes is None else classes, size=30)
+    lr = 0.5  # not 1: a step that ignored lr would show
+    settings = TrainSettings(batch_size=12, lr=lr, optimizer="sgd", seed=7, max_steps=1)
+    gpu = ModulatedNetwork(config, "cuda")
+    t = gpu.add_task()
+    gains, strength = gpu.tasks[t].gains.copy(), gpu.tasks[t].strength.copy()
+    steps = K.launch_counts.get("optimizer_step", 0)
+    report = train_task(gpu, t, x, y, settings, classes=classes, progress=False)
+    assert K.launch_counts["optimizer_step"] - steps == 1  # the device step, not the host loop
+    assert (report.steps, report.samples) == (1, 12)
+    ref = ModulatedNetwork(config, "numpy")
+    ref.add_task()
+    np.testing.assert_array_equal(ref.tasks[t].gains, gains)  # the same starting context
+    batch = rng_for(settings.seed, SHUFFLE, t, 0).permutation(30)[:12]
+    loss, grads, n_correct = ref.loss_and_grads_batch(ref.check_inputs(x[batch]), y[batch], t,
+                                                      ref.check_classes(classes))
+    assert np.abs(grads["gains"]).max() > 1e-3 and abs(grads["strength"][0]) > 1e-3  # it moves
+    np.testing.assert_allclose((gains - gpu.tasks[t].gains) / lr, grads["gains"], **TOL[dtype])
+    np.testing.assert_allclose((strength - gpu.tasks[t].strength) / lr, grads["strength"],
+                               **TOL[dtype])
+    assert report.epoch_losses[0] == pytest.approx(loss, rel=TOL[dtype]["rtol"])
+    assert report.epoch_accuracies == [n_correct / 12]
+
+
+@needs_cuda
+def test_an_optimiser_without_a_device_rule_is_refused_before_any_launch(K):
+    """The step kernel knows nmnp.optim's three optimisers by class name. train_task builds
+    only those, but the backend's train_task_resident takes any optimiser object: one it
+    has no rule for (here a subclass, which may change the maths) must be refused, not run
+    as the rule of its parent, with nothing launched and the context untouched."""
+
+    class Lookahead(SGD):
+        pass
+
+    x, y = blobs(4, 20)
+    net = ModulatedNetwork(TRAIN_CONFIG, "cuda")
+    t = net.add_task()
+    gains = net.tasks[t].gains.copy()
+    launches = sum(K.launch_counts.values())
+    with pytest.raises(TrainingError, match="^the cuda backend cannot run optimiser Lookahead$"):
+        K.train_task_resident(net, t, net.check_inputs(x), y, TrainSettings(batch_size=8),
+                              classes=None, optimizer=Lookahead(net.trainable_params(t), 0.1),
+                              report=TaskTrainingReport(t, 0.0, 0, 0), bar=_NoBar())
+    assert sum(K.launch_counts.values()) == launches
+    np.testing.assert_array_equal(net.tasks[t].gains, gains)
 
 
 TINY = NetworkConfig(n_inputs=12, n_units=16, inputs_per_unit=3, n_outputs=3, seed=2)

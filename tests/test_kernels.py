@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from nmnp.errors import BackendError
 from nmnp.kernels import KERNELS, get_backend, reference
+from predictions import assert_predictions_agree
 
 # float32 kernels reassociate sums (fastmath): compare with tolerances, never bitwise.
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-10)}
@@ -175,24 +176,6 @@ def test_fused_kernels_match_reference(fast_backend, shape, dtype):
     assert ds == pytest.approx(ds_ref, rel=TOL[dtype]["rtol"] * 10, abs=TOL[dtype]["atol"] * 10)
 
 
-def assert_predictions_agree(predictions, logits, classes, rtol):
-    """``predictions`` (T, B) are an argmax of the reference ``logits`` (T, B, n_out) over
-    ``classes``, up to rounding: each predicted class is a competing class whose logit is
-    within ``rtol`` (relative to the largest competing logit) of the maximum, and it is
-    exactly the reference's argmax wherever the best two differ by more than that."""
-    z = logits[:, :, classes]
-    assert np.isin(predictions, classes).all(), "a prediction outside the competing classes"
-    position = np.searchsorted(np.sort(classes), predictions)
-    chosen = np.take_along_axis(z, np.argsort(classes)[position][..., None], axis=2)[..., 0]
-    best = z.max(axis=2)
-    slack = rtol * np.abs(z).max(axis=2) + 1e-12
-    assert (chosen >= best - slack).all(), "a prediction whose logit is not the largest"
-    top2 = np.sort(z, axis=2)[..., -2:] if z.shape[2] > 1 else np.concatenate([z, z - 1], axis=2)
-    clear = top2[..., 1] - top2[..., 0] > slack
-    expected = np.asarray(classes)[z.argmax(axis=2)]
-    np.testing.assert_array_equal(predictions[clear], expected[clear])
-
-
 def test_the_prediction_checker_catches_a_wrong_class(rng):
     x, idx, _, _, W = random_problem(rng, 40, 20, 30, 4, 6, np.float64)
     gains, strengths = rng.normal(size=(2, 30)), np.array([0.9, -1.3])
@@ -288,7 +271,6 @@ def test_reference_predictions_are_the_argmax_over_the_competing_classes(rng):
     np.testing.assert_array_equal(reference.task_predictions(x, idx, tie, [1.0], W, [4, 2]), 4)
 
 
-@pytest.mark.parametrize("backend_name", ["numpy", "cpu"])
 @pytest.mark.parametrize("classes, batch_size, error, message", [
     ([], 4, "shape", "non-empty"),
     ([0, 5], 4, "shape", r"output ids in 0\.\.4, got \[0, 5\]"),
@@ -297,22 +279,32 @@ def test_reference_predictions_are_the_argmax_over_the_competing_classes(rng):
     (None, 0, "config", "batch_size must be a positive integer, got 0"),
     (None, 2.5, "config", "batch_size"),
 ])
-def test_task_predictions_refuse_bad_classes_and_batch_sizes(rng, backend_name, classes, batch_size,
+def test_task_predictions_refuse_bad_classes_and_batch_sizes(rng, backend, classes, batch_size,
                                                             error, message):
+    """Every backend, cuda included where it can run (the conftest ``backend`` fixture)."""
     from nmnp.errors import ConfigError, ShapeError
 
     x, idx, c, s, W = random_problem(rng, 6, 10, 8, 3, 5, np.float32)
     kind = ShapeError if error == "shape" else ConfigError
     with pytest.raises(kind, match=message):
-        get_backend(backend_name).task_predictions(x, idx, c[None], [s], W, classes, batch_size)
+        get_backend(backend).task_predictions(x, idx, c[None], [s], W, classes, batch_size)
 
 
-def test_reference_task_logits_equal_layer_composition(rng):
+def test_reference_task_logits_match_a_dense_oracle(rng):
+    """task_logits against first principles, none of the reference's own functions:
+    ``s_t relu(centred(x E^T)) * c_t @ W^T`` with the dense binary encoder matrix E, each
+    sample's sums centred by their mean over the units. Two tasks, one with a negative
+    strength, share the encoder pass."""
     x, idx, c, s, W = random_problem(rng, 4, 10, 8, 3, 5, np.float64)
-    h = reference.encoder_forward(x, idx)
-    both = reference.task_logits(x, idx, np.stack([c, 2 * c]), np.array([s, -s]), W)
-    np.testing.assert_allclose(both[0], reference.modulated_forward(h, c, s, W))
-    np.testing.assert_allclose(both[1], reference.modulated_forward(h, 2 * c, -s, W))
+    gains, strengths = np.stack([c, 2 * c]), np.array([s, -s])
+    m = x @ dense_encoder_matrix(idx, 10).T
+    h = np.maximum(m - m.mean(axis=1, keepdims=True), 0)
+    assert h.any() and not h.all()  # some units active and some rectified: both sides tested
+    both = reference.task_logits(x, idx, gains, strengths, W)
+    assert both.shape == (2, 4, 5)
+    for t in range(2):
+        expected = strengths[t] * (h * gains[t]) @ W.T
+        np.testing.assert_allclose(both[t], expected, rtol=1e-12, atol=1e-12)
 
 
 def test_cpu_readout_table_is_padded_and_cached_only_for_a_read_only_readout(rng):
@@ -408,3 +400,101 @@ def test_cpu_kernels_in_small_batch_tiles_match_reference(rng, monkeypatch):
     dc_ref, ds_ref = reference.context_grads(x, idx, c, s, W, dl)
     np.testing.assert_allclose(dc, dc_ref, **tol)
     assert ds == pytest.approx(ds_ref, rel=2e-3, abs=2e-4)
+
+
+def _with_threads(n_threads, run):
+    """``run()`` with Numba's thread count set to ``n_threads``, restored afterwards (the
+    cpu kernels split their work into blocks and chunks by the count at call time)."""
+    old = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        return run()
+    finally:
+        numba.set_num_threads(old)
+
+
+@pytest.mark.parametrize("n_threads", sorted({1, numba.config.NUMBA_NUM_THREADS}))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_stream_sum_is_the_sum_of_the_array(n_threads, dtype):
+    """The bench's bandwidth probe (nmnp.bench.roofline) reports bytes read per second: a
+    wrong sum would mean it does not read what it claims. Sizes 1, 7 (fewer elements than
+    some thread counts) and 10,001 (uneven chunks), none, and a strided view; it accumulates
+    in float64, so it matches NumPy's float64 sum to rounding."""
+    from nmnp.kernels.cpu import stream_sum
+
+    rng = np.random.default_rng(n_threads)
+    for size in (1, 7, 10_001):
+        a = rng.uniform(-1, 2, size).astype(dtype)  # mostly positive: a sum far from 0
+        expected = a.sum(dtype=np.float64)
+        got = _with_threads(n_threads, lambda: stream_sum(a))
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-12 * np.abs(a).sum())
+    assert _with_threads(n_threads, lambda: stream_sum(np.zeros(0, dtype))) == 0.0
+    a = rng.uniform(-1, 2, 2001).astype(dtype)
+    got = _with_threads(n_threads, lambda: stream_sum(a[::3]))
+    assert got == pytest.approx(a[::3].sum(dtype=np.float64), rel=1e-12)
+
+
+@given(
+    B=st.integers(1, 40),
+    n_in=st.integers(2, 30),
+    n_units=st.integers(2, 60),
+    k=st.integers(1, 24),
+    n_out=st.integers(1, 13),
+    T=st.integers(1, 3),
+    n_threads=st.integers(1, numba.config.NUMBA_NUM_THREADS),
+    tile=st.sampled_from([16, 512]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fused_cpu_kernels_match_reference_on_random_shapes_and_thread_counts(
+        B, n_in, n_units, k, n_out, T, n_threads, tile, dtype, seed):
+    """Every fused cpu kernel splits its units into blocks by the thread count, and the
+    batch into tiles (16 here makes a batch of 40 three tiles): over random shapes, thread
+    counts and tile sizes, task_logits, logits_and_activity, context_grads, the unit-major
+    modulated_param_grads on the activity it kept, and task_predictions against the
+    reference. Shapes cross the small-batch path (B < 4), ten outputs per backward pass,
+    and one to four passes of seven inputs per unit (k up to 24)."""
+    from nmnp.kernels import cpu
+
+    k = min(k, n_in - 1)  # k == n_in gives every unit the same sum: all activity centred to 0
+    rng = np.random.default_rng(seed)
+    x, idx, c, s, W = random_problem(rng, B, n_in, n_units, k, n_out, dtype)
+    h_ref = reference.encoder_forward(x, idx)
+    assume(np.abs(h_ref).max() > 1e-3)  # units with equal index sets can still all cancel
+    gains = rng.normal(size=(T, n_units)).astype(dtype)
+    strengths = rng.normal(size=T).astype(dtype)
+    dl = rng.normal(size=(B, n_out)).astype(dtype)
+    tol = TOL[dtype]
+    loose = dict(rel=tol["rtol"] * 10, abs=tol["atol"] * 10)  # ds sums over every unit
+
+    def run():
+        return (
+            cpu.task_logits(x, idx, gains, strengths, W),
+            cpu.logits_and_activity(x, idx, c, s, W),
+            cpu.context_grads(x, idx, c, s, W, dl),
+            cpu.task_predictions(x, idx, gains, strengths, W),
+        )
+
+    old_tile = cpu._BATCH_TILE
+    cpu._BATCH_TILE = tile
+    try:
+        logits, (step_logits, h), (dc, ds), predictions = _with_threads(n_threads, run)
+        # the unit-major kernel reads the activity the training step kept; same thread count
+        dc_kept, ds_kept = _with_threads(
+            n_threads, lambda: cpu.modulated_param_grads(dl, h, c, s, W))
+    finally:
+        cpu._BATCH_TILE = old_tile
+    logits_ref = reference.task_logits(x, idx, gains, strengths, W)
+    np.testing.assert_allclose(logits, logits_ref, **tol)
+    step_ref, _ = reference.logits_and_activity(x, idx, c, s, W)
+    np.testing.assert_allclose(step_logits, step_ref, **tol)
+    np.testing.assert_allclose(h, h_ref, **tol)
+    if B >= cpu._SMALL_BATCH:  # the fused pass keeps unit-major activity, not below
+        assert h.T.flags.c_contiguous
+    dc_ref, ds_ref = reference.context_grads(x, idx, c, s, W, dl)
+    for got_dc, got_ds in ((dc, ds), (dc_kept, ds_kept)):
+        assert got_dc.dtype == dtype
+        np.testing.assert_allclose(got_dc, dc_ref, **tol)
+        assert got_ds == pytest.approx(ds_ref, **loose)
+    assert predictions.shape == (T, B)
+    assert_predictions_agree(predictions, logits_ref, np.arange(n_out), 50 * tol["rtol"])
