@@ -287,7 +287,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=SKIP_UNCHANGED_HELP)
     p.add_argument("--json", default=None, help="write the comparison here (JSON)")
     p.add_argument("--plot", default=None, help="write the comparison figure here (.png, .pdf or .svg)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the final table (no header, progress bars or per-task lines)")
 
 
 def cmd_compare(args) -> int:

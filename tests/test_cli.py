@@ -277,3 +277,15 @@ def test_run_draws_its_figure_beside_the_report(tmp_path):
         colour = matplotlib.colormaps["viridis"](accuracy)[:3]
         near = np.abs(image[..., :3] - colour).max(axis=2) < 2 / 255
         assert near.sum() > 5_000, f"no cell of accuracy {accuracy} in the figure"
+
+
+def test_quiet_prints_what_its_help_says(tmp_path, capsys):
+    """run --quiet: nothing but warnings and errors; compare --quiet: only the final table."""
+    code, out, err = run_cli(capsys, *SMALL_RUN, "--tasks", "2", "--max-steps", "2", "--quiet",
+                             "--json", str(tmp_path / "r.json"))
+    assert (code, out, err) == (0, "", "") and (tmp_path / "r.json").exists()
+    code = cli.main(["compare", "--strategies", "crwn,separate", "--tasks", "1", "--max-steps",
+                     "2", "--units", "200", "--threads", "1", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[0].startswith("strategy ")
+    assert len(out.splitlines()) == 4  # the header, its rule and one row per strategy
