@@ -427,7 +427,7 @@ def test_cpu_stream_sum_is_the_sum_of_the_array(n_threads, dtype):
         a = rng.uniform(-1, 2, size).astype(dtype)  # mostly positive: a sum far from 0
         expected = a.sum(dtype=np.float64)
         got = _with_threads(n_threads, lambda: stream_sum(a))
-        assert got == pytest.approx(expected, rel=1e-12, abs=1e-12 * np.abs(a).sum())
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-12 * float(np.abs(a).sum()))
     assert _with_threads(n_threads, lambda: stream_sum(np.zeros(0, dtype))) == 0.0
     a = rng.uniform(-1, 2, 2001).astype(dtype)
     got = _with_threads(n_threads, lambda: stream_sum(a[::3]))
