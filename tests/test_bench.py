@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 import pytest
@@ -299,17 +300,15 @@ def test_plot_redraws_the_scaling_tables_of_a_saved_report(tmp_path, capsys):
     assert f"figure: {figure}" in capsys.readouterr().out
 
 
-def test_scaling_tables_have_a_row_per_size_with_rates_from_their_seconds(tmp_path, monkeypatch):
-    """A small --scaling run, real measurements included. Its sizes are module constants, not
-    parameters, so they are patched; the batch and task tables always use FlyNet."""
+def test_scaling_tables_have_a_row_per_size_with_rates_from_their_seconds(tmp_path):
+    """A small --scaling run, real measurements included; the batch and task tables always
+    use FlyNet."""
     import numba
 
-    monkeypatch.setattr(bench.scaling, "UNITS", (64, 160))
-    monkeypatch.setattr(bench.scaling, "BATCH_SIZES", (16, 256))
-    monkeypatch.setattr(bench.scaling, "TASK_COUNTS", (1, 3))
     threads, printed = numba.get_num_threads(), []
     scaling = bench.scaling.run_scaling(argparse.Namespace(repeats=2, samples=256), threads,
-                                        printed.append)
+                                        printed.append, unit_counts=(64, 160),
+                                        batch_sizes=(16, 256), task_counts=(1, 3))
     assert set(scaling) == {"threads", "units", "batch", "tasks"} and scaling["threads"] == threads
     # samples per timed repeat: --samples 256 gives two steps of 128 in the units table, 16 of
     # 16 and one of 256 in the batch table; the task table evaluates one batch of 1,024
@@ -347,19 +346,41 @@ def test_demo_memory_measures_the_demo_in_a_child_process():
 
 def test_demo_memory_reports_a_failed_demo(monkeypatch):
     """A demo that fails must not yield a memory figure (of whatever ran before it)."""
-    import subprocess
     import sys
 
-    real_run, commands = subprocess.run, []
+    real_child, commands = bench.memory.child_peak_memory, []
 
-    def failing_child(command, **kwargs):
-        commands.append(command)
-        return real_run([sys.executable, "-c", "import sys; sys.exit('no data here')"], **kwargs)
+    def failing_child(argv):
+        commands.append(argv)
+        return real_child([sys.executable, "-c", "import sys; sys.exit('no data here')"])
 
-    monkeypatch.setattr(subprocess, "run", failing_child)
+    monkeypatch.setattr(bench.memory, "child_peak_memory", failing_child)
     with pytest.raises(RuntimeError, match="the demo failed: no data here"):
         bench.measure_demo_memory()
     assert commands[0][1:4] == ["-m", "nmnp.demo", "--out"]
+
+
+@pytest.mark.skipif(not hasattr(os, "wait4"), reason="peak memory of a child needs POSIX wait4")
+def test_child_peak_memory_is_that_childs_peak_not_the_largest_so_far():
+    """A 400 MiB child, then a 40 MiB one: the second figure must be the second child's.
+    The largest peak among all children (RUSAGE_CHILDREN, which the bench used to read) is
+    asserted too, to show that it would have failed this test."""
+    import resource
+    import sys
+
+    mib = 2**20
+
+    def child(size):
+        return bench.memory.child_peak_memory([sys.executable, "-c", f"b = b'x' * {size}"])
+
+    big, small = child(400 * mib), child(40 * mib)
+    assert big["returncode"] == small["returncode"] == 0
+    assert big["peak_rss_bytes"] >= 400 * mib
+    assert 40 * mib <= small["peak_rss_bytes"] < 400 * mib
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert largest * (1 if sys.platform == "darwin" else 1024) >= 400 * mib
+    failed = bench.memory.child_peak_memory([sys.executable, "-c", "import sys; sys.exit('gone')"])
+    assert failed["returncode"] == 1 and failed["stderr"].strip() == "gone"
 
 
 @pytest.mark.parametrize(
