@@ -434,6 +434,17 @@ def test_cpu_stream_sum_is_the_sum_of_the_array(n_threads, dtype):
     assert got == pytest.approx(a[::3].sum(dtype=np.float64), rel=1e-12)
 
 
+@pytest.mark.parametrize("bad, named", [(np.ones((3, 4), np.float32), "2-D float32"),
+                                        (np.arange(5), "1-D int64"), ([1.0, 2.0], "list")])
+def test_cpu_stream_sum_refuses_what_is_not_a_1d_float_array(bad, named):
+    """A 2-D array used to fail deep in Numba's typing; an integer array would have summed."""
+    from nmnp.errors import ShapeError
+    from nmnp.kernels.cpu import stream_sum
+
+    with pytest.raises(ShapeError, match=f"1-D floating-point array; got .*{named}"):
+        stream_sum(bad)
+
+
 @given(
     B=st.integers(1, 40),
     n_in=st.integers(2, 30),

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..errors import ShapeError
 from .reference import predictions_in_batches
 
 NAME = "cpu"
@@ -570,9 +571,28 @@ def context_grads(x, idx, c, s, W, dlogits):
     return _param_grads_unit_major(dlogits, _unit_major_activity(x, idx), c, float(s), W)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
 def stream_sum(a):
-    """Sum of a 1-D array, read once in parallel: the benchmark's memory-bandwidth probe."""
+    """Sum of a 1-D array, read once in parallel: the benchmark's memory-bandwidth probe.
+
+    Parameters
+    ----------
+    a : numpy.ndarray, shape (n,)
+        Floating-point values; a strided view is read where it lies.
+
+    Returns
+    -------
+    float
+        ``sum(a)``, accumulated in float64.
+    """
+    if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind != "f":
+        described = (f"a {a.ndim}-D {a.dtype} array" if isinstance(a, np.ndarray)
+                     else type(a).__name__)
+        raise ShapeError(f"stream_sum reads a 1-D floating-point array; got {described}")
+    return _stream_sum(a)
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def _stream_sum(a):
     total = 0.0
     for i in prange(a.size):
         total += a[i]
