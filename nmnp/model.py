@@ -320,7 +320,8 @@ class ModulatedNetwork(Classifier):
         y = np.asarray(labels)
         if y.shape != (n_samples,):
             raise ShapeError(f"labels must have shape ({n_samples},), got {y.shape}")
-        if y.dtype.kind not in "iu":
+        # an empty list arrives as float64; with no labels there is nothing to be wrong
+        if y.dtype.kind not in "iu" and y.size:
             raise ShapeError(f"labels must be integers, got dtype {y.dtype}")
         n_out = self.config.n_outputs
         if y.size and (y.min() < 0 or y.max() >= n_out):

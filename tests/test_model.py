@@ -145,6 +145,8 @@ def test_evaluating_on_nothing_is_refused():
         net.evaluate_tasks(empty_x, empty_y)
     with pytest.raises(ShapeError, match="cannot evaluate on an empty set"):
         net.evaluate(empty_x, empty_y, t)
+    with pytest.raises(ShapeError, match="cannot evaluate on an empty set"):
+        net.evaluate(empty_x, [], t)  # an empty list is float64 to NumPy: not a dtype error
     other = make_strategy("separate", SMALL, "numpy")
     with pytest.raises(ShapeError, match="cannot evaluate on an empty set"):
         other.evaluate(empty_x, empty_y, other.add_task())
