@@ -87,7 +87,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "interrupted run keeps the tasks it finished)")
     p.add_argument("--plot", default=None, help="write the accuracy figure here (.png, .pdf or .svg)")
     p.add_argument("--quiet", action="store_true",
-                   help="print nothing but warnings and errors (no header, progress bars, rows or "
+                   help="print nothing but warnings and errors (no header, progress, rows or "
                         "summary): the results are in --json")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="save the network and the run here after every task (atomic; refused if "

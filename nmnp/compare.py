@@ -117,7 +117,8 @@ def run_comparison(
         Loaded once from ``options`` when not given, and shared by every run.
     download : bool
         Download the dataset into the cache if it is found nowhere.
-    progress : tqdm bars (``None``: only on a terminal)
+    progress : as in :func:`nmnp.train.train_task` (``None``: bars on a terminal, a line
+        every 30 s in a log)
     on_task_end : called as ``on_task_end(strategy, result, learner)`` after each task
     on_strategy_start : called as ``on_strategy_start(strategy, config)`` before each run
     on_strategy_end : called as ``on_strategy_end(strategy, comparison)`` after each run, with
@@ -288,7 +289,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the comparison here (JSON)")
     p.add_argument("--plot", default=None, help="write the comparison figure here (.png, .pdf or .svg)")
     p.add_argument("--quiet", action="store_true",
-                   help="print only the final table (no header, progress bars or per-task lines)")
+                   help="print only the final table (no header, progress or per-task lines)")
 
 
 def cmd_compare(args) -> int:

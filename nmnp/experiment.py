@@ -254,7 +254,8 @@ def run_experiment(
         Use this instead of loading ``config.dataset``.
     learner, result : optional
         Continue a run held in memory (tasks ``0..result.n_tasks-1`` already learned).
-    progress : tqdm bars (``None``: only on a terminal)
+    progress : as in :func:`nmnp.train.train_task` (``None``: bars on a terminal, a line
+        every 30 s in a log)
     on_task_end : called as ``on_task_end(result, learner)`` after each task (printing).
     on_report : called as ``on_report(report)`` after each task but the last, with the report
         of the tasks done so far (as returned, plus ``unfinished_tasks`` > 0), so that a caller

@@ -1,4 +1,4 @@
-"""Training one task: mini-batches, a fresh optimiser, a progress bar, a timing.
+"""Training one task: mini-batches, a fresh optimiser, progress, a timing.
 
 :func:`train_task` works with any *learner* that offers the small protocol below, so the
 paper's model and the comparison strategies share one loop:
@@ -16,11 +16,10 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from tqdm import tqdm
-
 from .errors import ConfigError, ShapeError, TrainingError
 from .initializers import SHUFFLE, rng_for
 from .optim import make_optimizer, optimizer_class
+from .progress import task_progress
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,9 @@ def train_task(
     y : (N,) integer labels
     settings : TrainSettings
     classes : optional class ids that compete (split benchmarks)
-    progress : show a tqdm bar; ``None`` shows it only on a terminal
-    description : label of the progress bar
+    progress : ``True`` shows a tqdm bar, ``False`` nothing; ``None`` a bar on a terminal
+        and otherwise a plain line every 30 s (see :mod:`nmnp.progress`)
+    description : names the task in the progress bar or lines
 
     Returns
     -------
@@ -186,13 +186,7 @@ def train_task(
     optimizer = make_optimizer(settings.optimizer, params, settings.lr)
     plan = settings.steps_per_epoch(n)
     report = TaskTrainingReport(task_id, 0.0, 0, 0)
-    bar = tqdm(
-        total=sum(plan),
-        desc=description or f"task {task_id}",
-        disable=(None if progress is None else not progress),
-        leave=False,
-        unit="step",
-    )
+    bar = task_progress(sum(plan), description or f"task {task_id}", progress)
     # Errors name the task id (as stored in the model) and, when given, its place in the stream.
     where = f"task id {task_id}" + (f" ({description})" if description else "")
     start = time.perf_counter()

@@ -193,7 +193,7 @@ def test_the_checks_catch_a_missing_docstring_and_a_dead_reference():
 
 
 #: Modules whose docstrings hold ``>>>`` examples (found by the test below).
-DOCTESTED = ("nmnp.checkpoint", "nmnp.model", "nmnp.presets", "nmnp.train")
+DOCTESTED = ("nmnp.checkpoint", "nmnp.model", "nmnp.presets", "nmnp.progress", "nmnp.train")
 
 
 def test_every_module_with_examples_is_doctested():

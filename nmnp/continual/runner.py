@@ -204,7 +204,8 @@ def run_stream(
     result : a partial result to continue (resume): tasks ``0..result.n_tasks-1`` must
         already be learned by ``learner`` (which must hold exactly those tasks) and their
         names must be the stream's; otherwise ConfigError, before any training
-    progress : tqdm bars (``None``: only on a terminal)
+    progress : as in :func:`nmnp.train.train_task` (``None``: bars on a terminal, a line
+        every 30 s in a log)
     on_task_end : called as ``on_task_end(result, learner)`` after each task is recorded
         (printing, checkpointing)
     skip_unchanged : copy a task's accuracy from its last evaluation instead of measuring
