@@ -13,6 +13,11 @@ would, and the results are written as:
 * one figure (``--plot``): each strategy's accuracy matrix, the average accuracy after each
   task, and the final average accuracy against the bytes stored per task (log scale).
 
+``--json`` is rewritten after each strategy, with ``unfinished`` naming those still to run, and
+``--resume JSON`` continues such a report: the finished strategies are kept, the rest run with
+the stored options (:func:`run_comparison`'s ``finished``). One comparison at a time writes a
+report (:func:`nmnp.lock.exclusive`).
+
 Example (the issue's acceptance run, a few minutes on 2 cores)::
 
     python -m nmnp compare --benchmark rotated --dataset fashion-mnist --tasks 5 \\
@@ -34,6 +39,8 @@ figure's log axis, the x-axis is the learned bytes stored after all T tasks divi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 import time
 
@@ -48,9 +55,11 @@ from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
 from .errors import ConfigError, NmnpError, OutputError
 from .experiment import (
-    BENCHMARKS, INTERPOLATIONS, epochs_text, format_row, make_learner, run_experiment,
+    BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, epochs_text, format_row, make_learner,
+    run_experiment,
 )
 from .kernels import BACKENDS
+from .lock import exclusive
 from .plots import check_figure_path
 from .presets import PRESETS, resolve_config
 from .strategies import STRATEGIES, check_strategy
@@ -103,6 +112,7 @@ def run_comparison(
     on_task_end=None,
     on_strategy_start=None,
     on_strategy_end=None,
+    finished: dict | None = None,
 ) -> dict:
     """Run ``strategies`` on one stream and return the comparison (JSON-ready).
 
@@ -124,6 +134,13 @@ def run_comparison(
     on_strategy_end : called as ``on_strategy_end(strategy, comparison)`` after each run, with
         the comparison so far (same keys as the return value; ``unfinished`` lists the
         strategies still to run), so that a caller can save it before the next run starts
+    finished : dict, optional
+        A comparison cut short (what ``on_strategy_end`` was given, or ``--json`` holds after
+        an interruption): its strategies are kept and not run again. They must be the first
+        of ``strategies``, in order, and have run with these options and preset (only
+        ``data_dir``, ``threads`` and ``skip_unchanged`` may differ); otherwise ConfigError,
+        before any training. Each strategy's run is deterministic, so the result is the one
+        an uninterrupted comparison gives, timings aside.
 
     Returns
     -------
@@ -141,27 +158,35 @@ def run_comparison(
     names = parse_strategies(strategies)
     configs = {name: resolve_config({**options, "strategy": name}, preset) for name in names}
     first = configs[names[0]]
-    if dataset is None:
-        dataset = load_dataset(first.dataset, first.data_dir, download=download)
-    results, rows = {}, []
-    start = time.perf_counter()
     common = first.to_dict()
     for key in ("strategy", "optimizer", "lr"):  # per strategy: see the table
         common.pop(key)
+    results, rows, earlier_seconds = {}, [], 0.0
+    if finished is not None:
+        _check_continuation(finished, names, configs, common, preset)
+        results.update(finished["results"])
+        rows.extend(finished["table"])
+        earlier_seconds = float(finished.get("wall_seconds", 0.0))
+    if dataset is None and len(results) < len(names):
+        dataset = load_dataset(first.dataset, first.data_dir, download=download)
+    start = time.perf_counter()
 
     def comparison(unfinished) -> dict:
         return {
             "nmnp_version": __version__,
             "preset": preset,
+            "options": dict(options),
             "settings": common,
             "strategies": list(results),
             "unfinished": list(unfinished),
             "table": list(rows),
             "results": dict(results),
-            "wall_seconds": time.perf_counter() - start,
+            "wall_seconds": earlier_seconds + time.perf_counter() - start,
         }
 
     for i, name in enumerate(names):
+        if name in results:
+            continue
         config = configs[name]
         if on_strategy_start is not None:
             on_strategy_start(name, config)
@@ -189,6 +214,38 @@ def run_comparison(
         if on_strategy_end is not None:
             on_strategy_end(name, comparison(names[i + 1:]))
     return comparison([])
+
+
+def _check_continuation(finished: dict, names, configs: dict, common: dict, preset) -> None:
+    """Refuse to continue ``finished`` as a comparison it was not (see :func:`run_comparison`)."""
+    missing = [k for k in ("strategies", "settings", "table", "results") if k not in finished]
+    if missing:
+        raise ConfigError(f"not a comparison written by nmnp compare: no {', '.join(missing)}")
+    done = list(finished["strategies"])
+    if [row.get("strategy") for row in finished["table"]] != done or set(finished["results"]) != set(done):
+        raise ConfigError("not a comparison written by nmnp compare: its strategies, table and "
+                          "results do not agree")
+    if done != list(names[: len(done)]):
+        raise ConfigError(
+            f"the comparison to continue ran {', '.join(done)}; the strategies to run must "
+            f"start with them, in that order (got {', '.join(names)})"
+        )
+    clashes = []
+    if finished.get("preset") != preset:
+        clashes.append(f"preset {preset!r} vs {finished.get('preset')!r}")
+    stored = finished["settings"]
+    # through JSON, as the stored settings were: a tuple and its list then compare equal
+    for key, value in json.loads(json.dumps(common)).items():
+        if key not in RESUMABLE_CHANGES and stored.get(key) != value:
+            clashes.append(f"{key} {value!r} vs {stored.get(key)!r}")
+    for row in finished["table"]:
+        config = configs[row["strategy"]]
+        if (row["optimizer"], row["lr"]) != (config.optimizer, config.lr):
+            clashes.append(f"{row['strategy']}'s recipe {config.optimizer} {config.lr:g} vs "
+                           f"{row['optimizer']} {row['lr']:g}")
+    if clashes:
+        raise ConfigError("cannot continue the comparison with different settings: "
+                          + "; ".join(clashes) + " (given vs stored)")
 
 
 def format_table(comparison: dict) -> str:
@@ -260,7 +317,7 @@ def plot_comparison(comparison: dict, path, title: str = "") -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``compare`` command's options. Every experiment option defaults to ``None`` (not
     given) so that a preset's values apply unless the flag is given."""
-    p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+    p.add_argument("--strategies", default=None,
                    help=f"comma-separated, from {', '.join(STRATEGIES)} (default: all)")
     p.add_argument("--preset", choices=tuple(PRESETS), default=None,
                    help="a published protocol (see nmnp.presets); explicit flags override it")
@@ -290,58 +347,127 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default=None, help="write the comparison figure here (.png, .pdf or .svg)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the final table (no header, progress or per-task lines)")
+    p.add_argument("--resume", default=None, metavar="JSON",
+                   help="run the strategies that a comparison cut short (its --json report) did "
+                        "not finish, with its options, and write the whole comparison back to it "
+                        "(or to --json); any option given must agree with it (only --data-dir, "
+                        "--threads and --skip-unchanged may differ)")
+
+
+def read_comparison(path) -> dict:
+    """The comparison that ``compare --json`` wrote at ``path``, to continue it.
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` cannot be read, is not JSON, or is not a comparison that can be resumed
+        (a run's report, or one written before comparisons stored their options).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"--resume {path} is not a comparison report ({err})") from None
+    if not isinstance(data, dict) or "unfinished" not in data:
+        hint = (" (a report of nmnp run: a run continues from its --checkpoint, with nmnp run "
+                "--resume)" if isinstance(data, dict) and "unfinished_tasks" in data else "")
+        raise ConfigError(f"--resume {path} is not a comparison written by nmnp compare --json{hint}")
+    if "options" not in data:
+        raise ConfigError(f"--resume {path} was written by an nmnp that did not store a "
+                          "comparison's options, so it cannot be continued")
+    return data
+
+
+def _resumed_settings(args, finished: dict) -> tuple[dict, list, str | None]:
+    """(options, strategies, preset) of the comparison ``finished``; options given on the
+    command line may only repeat them, or change :data:`~nmnp.experiment.RESUMABLE_CHANGES`."""
+    stored = finished["options"]
+    names = [*finished["strategies"], *finished["unfinished"]]
+    clashes = [
+        f"--{key.replace('_', '-')} {getattr(args, key)!r} (stored {stored.get(key)!r})"
+        for key in CONFIG_OPTIONS
+        if getattr(args, key) is not None and key not in RESUMABLE_CHANGES
+        and getattr(args, key) != stored.get(key)
+    ]
+    if args.strategies is not None and list(parse_strategies(args.strategies)) != names:
+        clashes.append(f"--strategies {args.strategies} (stored {','.join(names)})")
+    if args.preset is not None and args.preset != finished.get("preset"):
+        clashes.append(f"--preset {args.preset} (stored {finished.get('preset')!r})")
+    if clashes:
+        raise ConfigError(f"cannot resume {args.resume} with options that change its comparison: "
+                          + ", ".join(clashes))
+    options = {key: stored.get(key) for key in CONFIG_OPTIONS}
+    options.update({key: getattr(args, key) for key in RESUMABLE_CHANGES
+                    if getattr(args, key) is not None})
+    return options, names, finished.get("preset")
 
 
 def cmd_compare(args) -> int:
     """Run ``python -m nmnp compare``; every check happens before the first run."""
-    if args.json:
-        check_report_path(args.json, "--json")
+    finished = read_comparison(args.resume) if args.resume else None
+    report = args.json or args.resume  # a resumed comparison is written back where it was
+    if report:
+        check_report_path(report, "--json")
     if args.plot:
         check_figure_path(args.plot, "--plot")
-    check_distinct_paths({"--json": args.json, "--plot": args.plot})
-    names = parse_strategies(args.strategies)
-    options = {key: getattr(args, key) for key in CONFIG_OPTIONS}
-    configs = [resolve_config({**options, "strategy": s}, args.preset) for s in names]  # validate all
+    check_distinct_paths({"--json": report, "--plot": args.plot})
+    if finished is not None:
+        options, names, preset = _resumed_settings(args, finished)
+    else:
+        options = {key: getattr(args, key) for key in CONFIG_OPTIONS}
+        names = parse_strategies(args.strategies or DEFAULT_STRATEGIES)
+        preset = args.preset
+    configs = [resolve_config({**options, "strategy": s}, preset) for s in names]  # validate all
     check_rotation_options(args, configs[0])
     get_spec(configs[0].dataset)
     say = printer(args.quiet)  # a closed pipe (`| head`) silences it; the comparison goes on
     c = configs[0]
     say(f"nmnp compare: {', '.join(names)} on {c.benchmark} {c.dataset}, {c.tasks} task(s), "
-        f"{epochs_text(c)}, seed {c.seed}" + (f", preset {args.preset}" if args.preset else ""))
-    saved = []
+        f"{epochs_text(c)}, seed {c.seed}" + (f", preset {preset}" if preset else "")
+        + (f", resuming {args.resume}" if args.resume else ""))
+    if finished is not None:
+        say(f"kept from {args.resume}: {', '.join(finished['strategies']) or 'nothing'}; "
+            f"to run: {', '.join(finished['unfinished']) or 'nothing'}")
+    saved = list(finished["strategies"]) if finished is not None else []
 
     def save_so_far(name, so_far):
         # The finished strategies survive an interruption or a later strategy's failure.
-        if not (args.json and so_far["unfinished"]):
+        if not (report and so_far["unfinished"]):
             return
         try:
-            atomic_write_json(args.json, so_far)
+            atomic_write_json(report, so_far)
         except OutputError as err:  # the comparison goes on; the final write will try again
             print(f"nmnp compare: warning: {err}", file=sys.stderr, flush=True)
             return
         saved.append(name)
-        say(f"{name} saved to {args.json}; still to run: {', '.join(so_far['unfinished'])}")
+        say(f"{name} saved to {report}; still to run: {', '.join(so_far['unfinished'])}")
 
     try:
-        # As in `run`: a diverging strategy is reported once, by train_task, not by NumPy too.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            comparison = run_comparison(
-                options, names, preset=args.preset, download=args.download,
-                progress=False if args.quiet else None,
-                on_strategy_start=lambda name, config: say(f"-- {name} ({config.optimizer} {config.lr:g})"),
-                on_task_end=lambda name, result, learner: say(f"{name:>9} " + format_row(result)),
-                on_strategy_end=save_so_far,
-            )
+        # One writer per report: a second compare on it (a resume started twice) is refused.
+        with exclusive(report, "comparison report") if report else contextlib.nullcontext():
+            # As in `run`: a diverging strategy is reported once, by train_task, not by NumPy too.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                comparison = run_comparison(
+                    options, names, preset=preset, download=args.download,
+                    progress=False if args.quiet else None,
+                    on_strategy_start=lambda name, config: say(f"-- {name} ({config.optimizer} {config.lr:g})"),
+                    on_task_end=lambda name, result, learner: say(f"{name:>9} " + format_row(result)),
+                    on_strategy_end=save_so_far,
+                    finished=finished,
+                )
+            printer()(format_table(comparison))  # printed even with --quiet: it is the result
+            if report:
+                say(f"results: {write_report(report, comparison)}")
     except (NmnpError, KeyboardInterrupt) as err:
-        if saved:
-            note = f"{args.json} holds the strategies that finished ({', '.join(saved)})"
+        if saved and not isinstance(err, OutputError):
+            note = (f"{report} holds the strategies that finished ({', '.join(saved)}); "
+                    f"`nmnp compare --resume {report}` runs the rest")
             if isinstance(err, KeyboardInterrupt):
                 raise type(err)(note) from None
             raise type(err)(f"{err}; {note}") from err
         raise
-    printer()(format_table(comparison))  # printed even with --quiet: it is the result
-    if args.json:
-        say(f"results: {write_report(args.json, comparison)}")
     if args.plot:
         title = f"{c.benchmark} {c.dataset}, {c.tasks} tasks, {epochs_text(c)}, seed {c.seed}"
         say(f"figure: {plot_comparison(comparison, args.plot, title)}")

@@ -307,7 +307,7 @@ def test_compare_keeps_the_strategies_that_finished_when_a_later_one_fails(tmp_p
                                "--units", "100", "--k", "5", "--threads", "1", "--json", str(js))
     assert code == 2
     assert err == (f"nmnp: error: task id 0, epoch 1, step 3: the loss became nan; {js} holds the "
-                   "strategies that finished (crwn)\n")
+                   f"strategies that finished (crwn); `nmnp compare --resume {js}` runs the rest\n")
     saved = json.loads(js.read_text())
     assert saved["strategies"] == ["crwn"] and saved["unfinished"] == ["separate"]
     assert len(saved["results"]["crwn"]["report"]["acc_matrix"]) == 2

@@ -1,0 +1,147 @@
+"""``nmnp compare --resume JSON``: a comparison cut short runs only what it did not finish,
+and ends as the uninterrupted comparison would (timings aside)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nmnp import compare
+from nmnp.cli import main
+from nmnp.errors import ConfigError, TrainingError
+from nmnp.lock import exclusive
+
+SMALL = ["--tasks", "2", "--units", "100", "--k", "5", "--threads", "1", "--max-steps", "4"]
+
+
+def nmnp_main(capsys, *argv):
+    """(exit status, stdout, stderr) of a command line run in this process."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    js = tmp_path_factory.mktemp("whole") / "cmp.json"
+    assert main(["compare", "--strategies", "crwn,separate,supsup", *SMALL, "--json", str(js),
+                 "--quiet"]) == 0
+    return json.loads(js.read_text())
+
+
+def cut_short(tmp_path, capsys, monkeypatch, fails="separate"):
+    """A comparison whose strategy ``fails`` diverges: its --json holds the ones before."""
+    real = compare.run_experiment
+
+    def diverges(config, **kwargs):
+        if config.strategy == fails:
+            raise TrainingError("task id 0, epoch 1, step 3: the loss became nan")
+        return real(config, **kwargs)
+
+    js = tmp_path / "cmp.json"
+    with monkeypatch.context() as patch:
+        patch.setattr(compare, "run_experiment", diverges)
+        code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn,separate,supsup",
+                                 *SMALL, "--json", str(js))
+    assert code == 2 and f"`nmnp compare --resume {js}` runs the rest" in err
+    return js
+
+
+def test_a_resumed_comparison_is_the_uninterrupted_one(tmp_path, capsys, monkeypatch,
+                                                        uninterrupted):
+    js = cut_short(tmp_path, capsys, monkeypatch)
+    partial = json.loads(js.read_text())
+    assert partial["strategies"] == ["crwn"] and partial["unfinished"] == ["separate", "supsup"]
+    ran = []
+    real = compare.run_experiment
+    monkeypatch.setattr(compare, "run_experiment",
+                        lambda config, **kw: ran.append(config.strategy) or real(config, **kw))
+    code, out, _ = nmnp_main(capsys, "compare", "--resume", str(js))
+    assert code == 0 and ran == ["separate", "supsup"]  # crwn is not trained again
+    assert f"kept from {js}: crwn; to run: separate, supsup" in out
+    whole = json.loads(js.read_text())
+    assert whole["strategies"] == ["crwn", "separate", "supsup"] and whole["unfinished"] == []
+    assert whole["results"]["crwn"] == partial["results"]["crwn"]  # kept as it was, timings too
+    for name in whole["strategies"]:
+        assert (whole["results"][name]["report"]["acc_matrix"]
+                == uninterrupted["results"][name]["report"]["acc_matrix"]), name
+        assert whole["results"][name]["storage"] == uninterrupted["results"][name]["storage"]
+    assert whole["settings"] == uninterrupted["settings"]
+    assert whole["options"] == uninterrupted["options"]
+    assert whole["wall_seconds"] > partial["wall_seconds"]
+    assert [r["strategy"] for r in whole["table"]] == whole["strategies"]
+
+
+def test_resume_takes_only_options_that_do_not_change_the_comparison(tmp_path, capsys,
+                                                                       monkeypatch):
+    js = cut_short(tmp_path, capsys, monkeypatch)
+    before = js.read_bytes()
+    for argv, clash in [
+        (["--lr", "0.5"], "--lr 0.5 (stored None)"),
+        (["--tasks", "3"], "--tasks 3 (stored 2)"),
+        (["--strategies", "crwn,supsup"], "--strategies crwn,supsup (stored crwn,separate,supsup)"),
+        (["--preset", "paper-rotated"], "--preset paper-rotated (stored None)"),
+    ]:
+        code, _, err = nmnp_main(capsys, "compare", "--resume", str(js), *argv)
+        assert code == 2 and "cannot resume" in err and clash in err, argv
+    assert js.read_bytes() == before
+    # repeating the original command, with a different thread count, is allowed
+    code, _, _ = nmnp_main(capsys, "compare", "--strategies", "crwn,separate,supsup", *SMALL[:-4],
+                           "--threads", "2", "--max-steps", "4", "--resume", str(js), "--quiet")
+    assert code == 0 and json.loads(js.read_text())["unfinished"] == []
+
+
+def test_resuming_a_finished_comparison_trains_nothing(tmp_path, capsys, monkeypatch,
+                                                        uninterrupted):
+    js = tmp_path / "done.json"
+    js.write_text(json.dumps(uninterrupted))
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished comparison was trained again")
+
+    monkeypatch.setattr(compare, "run_experiment", no_training)
+    monkeypatch.setattr(compare, "load_dataset", no_training)
+    code, out, _ = nmnp_main(capsys, "compare", "--resume", str(js), "--json",
+                             str(tmp_path / "copy.json"))
+    assert code == 0 and "to run: nothing" in out
+    assert compare.format_table(uninterrupted) in out
+    assert json.loads((tmp_path / "copy.json").read_text())["table"] == uninterrupted["table"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"),
+    (b"\x93NUMPY binary", "is not a comparison report"),
+    (b'{"acc_matrix": [[1.0]], "unfinished_tasks": 0}', "a report of nmnp run"),
+    (b'{"strategies": [], "unfinished": []}', "did not store a comparison's options"),
+])
+def test_resume_names_a_file_that_is_not_a_comparison(tmp_path, capsys, content, message):
+    path = tmp_path / "x.json"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = nmnp_main(capsys, "compare", "--resume", str(path))
+    assert code == 2 and message in err
+
+
+def test_a_comparison_continues_only_as_the_one_it_was(uninterrupted):
+    partial = {**uninterrupted, "strategies": ["crwn"], "unfinished": ["separate", "supsup"],
+               "table": uninterrupted["table"][:1],
+               "results": {"crwn": uninterrupted["results"]["crwn"]}}
+    options = dict(uninterrupted["options"])
+    with pytest.raises(ConfigError, match=r"must start with them.*got separate, crwn"):
+        compare.run_comparison(options, "separate,crwn", finished=partial)
+    with pytest.raises(ConfigError, match=r"seed 1 vs 0"):
+        compare.run_comparison({**options, "seed": 1}, "crwn,separate", finished=partial)
+    with pytest.raises(ConfigError, match=r"crwn's recipe sgd 0.1 vs rmsprop 0.01"):
+        compare.run_comparison({**options, "optimizer": "sgd", "lr": 0.1}, "crwn",
+                               finished=partial)
+    with pytest.raises(ConfigError, match="do not agree"):
+        compare.run_comparison(options, "crwn,separate", finished={**partial, "results": {}})
+
+
+def test_two_comparisons_do_not_write_one_report(tmp_path, capsys):
+    js = tmp_path / "cmp.json"
+    with exclusive(js, "comparison report"):
+        code, _, err = nmnp_main(capsys, "compare", *SMALL, "--json", str(js))
+    assert code == 2 and f"comparison report {js} is in use by another nmnp process" in err
+    assert not js.exists()
