@@ -293,10 +293,10 @@ def _compile_everything(cc=(9, 0)) -> dict[str, list[str]]:
 
 
 def _clear_kernel_caches() -> None:
-    from . import cuda_inference, cuda_training
+    from . import cuda_inference, cuda_training_kernels
 
     kernels.clear_caches()
-    for factory in (cuda_training._device_functions, cuda_training._loss_kernel,
-                    cuda_training._step_kernel, cuda_inference._predict_kernel):
+    for factory in (cuda_training_kernels.device_functions, cuda_training_kernels.loss_kernel,
+                    cuda_training_kernels.step_kernel, cuda_inference._predict_kernel):
         factory.cache_clear()
     device.clear_caches()
