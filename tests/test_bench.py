@@ -362,9 +362,10 @@ def test_demo_memory_reports_a_failed_demo(monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "wait4"), reason="peak memory of a child needs POSIX wait4")
 def test_child_peak_memory_is_that_childs_peak_not_the_largest_so_far():
-    """A 400 MiB child, then a 40 MiB one: the second figure must be the second child's.
-    The largest peak among all children (RUSAGE_CHILDREN, which the bench used to read) is
-    asserted too, to show that it would have failed this test."""
+    """From a process whose own peak is over 500 MiB: a 400 MiB child, then a 40 MiB one; the
+    second figure must be the second child's. The largest peak among all children
+    (RUSAGE_CHILDREN, which the bench used to read) is asserted too, to show that it would
+    have failed this test."""
     import resource
     import sys
 
@@ -373,7 +374,9 @@ def test_child_peak_memory_is_that_childs_peak_not_the_largest_so_far():
     def child(size):
         return bench.memory.child_peak_memory([sys.executable, "-c", f"b = b'x' * {size}"])
 
+    ballast = b"x" * (500 * mib)  # a child forked from here starts with this much
     big, small = child(400 * mib), child(40 * mib)
+    del ballast
     assert big["returncode"] == small["returncode"] == 0
     assert big["peak_rss_bytes"] >= 400 * mib
     assert 40 * mib <= small["peak_rss_bytes"] < 400 * mib

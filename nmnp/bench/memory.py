@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
 import time
+
+
+# Runs argv[1:] and prints its exit status and peak (ru_maxrss, from wait4 on its pid).
+_LAUNCHER = """
+import os, signal, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+signal.signal(signal.SIGTERM, lambda *_: (child.kill(), sys.exit(143)))
+_, status, usage = os.wait4(child.pid, 0)
+child.returncode = os.waitstatus_to_exitcode(status)
+print(child.returncode, usage.ru_maxrss)
+"""
 
 
 def child_peak_memory(argv: list[str]) -> dict:
@@ -20,29 +30,39 @@ def child_peak_memory(argv: list[str]) -> dict:
 
     Notes
     -----
-    The peak comes from ``os.wait4`` on the child's own process id. ``getrusage(RUSAGE_CHILDREN)``
-    would give the largest peak of every child this process ever waited for, which is wrong
-    in a long-lived process (a test session, a notebook) that ran a bigger child earlier.
-    POSIX only, like ``ru_maxrss`` itself.
+    Two ways of reading a child's peak count memory it never used:
+
+    * ``getrusage(RUSAGE_CHILDREN)`` gives the largest peak of every child this process ever
+      waited for: wrong in a long-lived process (a test session, a notebook) that ran a
+      bigger child earlier;
+    * on Linux, a child's own ``ru_maxrss`` starts at its parent's peak, because the parent's
+      memory is the child's until ``exec`` replaces it (``subprocess`` forks with ``vfork``).
+
+    So a small launcher (a bare Python, about 10 MB) starts ``argv`` and reads its peak with
+    ``os.wait4`` on its process id: what it reports is ``argv``'s own peak, give or take the
+    launcher's size, whatever the caller's. POSIX only, like ``ru_maxrss`` itself.
     """
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv],
+                                    stdout=subprocess.PIPE, stderr=err, text=True)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            out, _ = launcher.communicate()
         except BaseException:
-            proc.kill()
-            proc.wait()
+            launcher.terminate()  # the launcher kills argv's process on SIGTERM
+            launcher.wait()
             raise
         seconds = time.perf_counter() - start
-        # wait4 reaped the child: tell Popen, or it would wait for it a second time
-        proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         stderr = err.read().decode(errors="replace")
+    try:
+        returncode, peak = (int(v) for v in out.split())
+    except ValueError:
+        raise RuntimeError(f"could not measure {argv[0]}: {stderr.strip()[-500:]}") from None
     # ru_maxrss is in KiB on Linux and in bytes on macOS
-    peak = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
-    return {"peak_rss_bytes": int(peak), "seconds": seconds,
-            "returncode": proc.returncode, "stderr": stderr}
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+    return {"peak_rss_bytes": int(peak_bytes), "seconds": seconds,
+            "returncode": returncode, "stderr": stderr}
 
 
 def measure_demo_memory() -> dict:
