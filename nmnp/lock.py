@@ -1,6 +1,6 @@
 """One writer per checkpoint: a lock that stops two runs from saving over each other.
 
-Two ``nmnp run --resume run.npz`` started by mistake in two terminals would both continue the
+Two ``nmnp run --resume run.nmnp`` started by mistake in two terminals would both continue the
 same run and take turns replacing the file; two fresh runs given the same ``--checkpoint``
 would both pass the "file already exists" check if neither had finished a task yet. Each
 write is atomic, so the file is never torn, but whichever run saved last silently wins.

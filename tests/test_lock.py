@@ -30,8 +30,8 @@ with lock.exclusive(sys.argv[1]):
 
 @pytest.fixture
 def holder(tmp_path):
-    """Start a process holding the lock on tmp_path/run.npz; yields (process, path)."""
-    path = tmp_path / "run.npz"
+    """Start a process holding the lock on tmp_path/run.nmnp; yields (process, path)."""
+    path = tmp_path / "run.nmnp"
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -44,9 +44,9 @@ def holder(tmp_path):
 
 
 def test_a_second_holder_is_refused_with_the_path_and_the_lock_file(tmp_path):
-    path = tmp_path / "run.npz"
+    path = tmp_path / "run.nmnp"
     with lock.exclusive(path) as side:
-        assert side == tmp_path / "run.npz.lock" and side.exists()
+        assert side == tmp_path / "run.nmnp.lock" and side.exists()
         # flock belongs to an open file, so a second open in this process conflicts too
         with pytest.raises(ConfigError, match=r"checkpoint .*run\.npz is in use by another nmnp "
                                               r"process \(it holds .*run\.npz\.lock\)"):
@@ -81,7 +81,7 @@ def test_a_killed_holder_leaves_a_stale_file_that_the_next_run_takes(holder):
 def test_a_lock_file_deleted_between_open_and_lock_is_not_trusted(tmp_path, monkeypatch):
     """A releasing holder deletes the .lock file; a run that opened it just before must not
     hold a lock on a file nobody else can see (a third run would lock a new file too)."""
-    path = tmp_path / "run.npz"
+    path = tmp_path / "run.nmnp"
     side = lock.lock_path(path)
     real_try_lock, opened = lock._try_lock, []
 
@@ -102,7 +102,7 @@ def test_a_lock_file_deleted_between_open_and_lock_is_not_trusted(tmp_path, monk
 
 def test_without_the_name_check_the_race_gives_two_holders(tmp_path, monkeypatch):
     """The check above matters: skip it and a third process gets a lock of its own."""
-    path = tmp_path / "run.npz"
+    path = tmp_path / "run.nmnp"
     side = lock.lock_path(path)
     real_try_lock, calls = lock._try_lock, []
 
@@ -137,7 +137,7 @@ def test_a_run_on_a_checkpoint_another_process_writes_stops_before_training(hold
 
 
 def test_a_resume_of_a_file_another_process_writes_is_refused(tmp_path, tiny_data):
-    path = tmp_path / "run.npz"
+    path = tmp_path / "run.nmnp"
     config = ExperimentConfig(tasks=2, units=50, threads=1)
 
     def crash_after_first_task(result, learner):

@@ -19,8 +19,8 @@ def training_flops_per_sample(config: NetworkConfig) -> int:
     """Arithmetic operations one training sample needs at minimum (float adds/multiplies).
 
     Encoder: ``n k`` adds for the gather-sums, ``2 n`` for centring and ReLU. Readout
-    forward: ``n`` to modulate plus ``2 n n_out`` multiply-adds. Backward: ``2 n n_out`` for
-    ``g = dlogits W`` and ``2 n`` for ``dc = s sum_b g h``. The softmax and the optimiser are
+    forward: ``n`` to modulate plus ``2 n n_out`` (``n n_out`` multiply-adds). Backward:
+    ``2 n n_out`` for ``g = dlogits W`` and ``2 n`` for ``dc = s sum_b g h``. The softmax and the optimiser are
     O(n_out) and O(n / batch) per sample and are left out. FlyNet: 407,680.
     """
     n, k, o = config.n_units, config.inputs_per_unit, config.n_outputs

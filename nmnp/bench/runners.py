@@ -1,6 +1,7 @@
 """What the bench times on nmnp's own backends: training steps, inference, ``evaluate``.
 
-Each ``*_runner`` builds a fresh FlyNet-sized network and returns a function that does the
+Each ``*_runner`` builds a fresh network of the given ``config`` (FlyNet in the bench's main
+tables, other widths in the scaling table) and returns a function that does the
 timed work; each ``measure_*`` times one with :func:`~nmnp.bench.timing.timed` and turns the
 seconds into samples/s.
 """

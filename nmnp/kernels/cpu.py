@@ -1,20 +1,27 @@
 """Numba-parallel CPU kernels, the twins of :mod:`nmnp.kernels.reference`.
 
-Every function has the same name, arguments and results as its reference twin and is tested
-against it (``tests/test_kernels.py``). What makes each one fast is stated in its docstring.
+Every kernel function has the same name, arguments and results as its reference twin and is
+tested against it (``tests/test_kernels.py``); ``stream_sum``, the bench's bandwidth probe, is
+extra. What makes each one fast is stated in its docstring.
 
 Common contract
 ---------------
-* The outer loop runs in parallel (``prange``) over an independent dimension: samples, or
-  chunks of samples. No two iterations write the same element; reductions over the batch go to
-  one buffer row per chunk, summed after the parallel region.
-* Inner loops run over contiguous memory (the unit index ``j`` of a C-ordered ``h`` or ``W``
-  row) so LLVM can vectorise them; ``fastmath`` allows reassociation, hence kernels agree with
-  the reference within floating-point tolerance, not bit for bit.
-* Nothing here validates its input: :mod:`nmnp.layers` and :mod:`nmnp.model` do that once,
-  before the hot loop.
+* The outer loop runs in parallel (``prange``) over an independent dimension: blocks of units
+  in the fused and encoder kernels, chunks of samples in the others. No two iterations write
+  the same element; reductions go to one buffer row per block or chunk, summed after the
+  parallel region.
+* Inner loops run over contiguous memory so LLVM can vectorise them: in the unit-parallel
+  kernels the batch, which is transposed so that one input's samples are adjacent; elsewhere
+  the unit index ``j`` of a C-ordered ``h`` or ``W`` row. ``fastmath`` allows reassociation,
+  hence kernels agree with the reference within floating-point tolerance, not bit for bit.
+* No kernel validates its input: :mod:`nmnp.layers` and :mod:`nmnp.model` do that once,
+  before the hot loop (``stream_sum``, not a kernel of the model, checks its argument).
 * ``cache=True`` writes the compiled machine code next to the module, so the second import
   does not compile again.
+
+The speed-ups quoted in comments below were each measured once, during development, with a
+scratch A/B script that is not kept in the repository; they explain why a variant was chosen.
+The figures the README quotes come from ``python -m nmnp.bench``, which anyone can rerun.
 """
 
 from __future__ import annotations
@@ -223,11 +230,12 @@ def modulated_param_grads(dy, h, c, s, W):
 # ---------------------------------------------------------------------------------------------
 # Fused encoder + readout: the training and evaluation hot path.
 #
-# Layout: the batch is transposed to xT (n_in, B), so "unit j's activity for every sample" is a
-# sum of k contiguous rows of xT: k vector loads instead of k scattered scalar loads per
-# sample. Each thread owns a block of units; for each unit it builds that activity row in a
-# B-long buffer, rectifies and modulates it, and immediately folds it into the readout. The
-# encoder output (n_units x B) is never written to memory.
+# Layout: the batch is transposed to xT (n_in + 1, B), the last row zeros for padding, so
+# "unit j's activity for every sample" is a sum of k contiguous rows of xT: k vector loads
+# instead of k scattered scalar loads per sample. Each thread owns a block of units; for each
+# unit it builds that activity row in a B-long buffer, rectifies and modulates it, and
+# immediately folds it into the readout. Inference never writes the encoder output; a
+# training step writes it once, unit-major (n_units x B), for its backward pass.
 #
 # The per-sample mean over units needs every unit before any can be rectified, but it is
 # linear: mean_b = (1/n) sum_i count_i x[b, i], where count_i is how many units read input i.

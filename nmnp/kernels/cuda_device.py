@@ -219,9 +219,10 @@ _transfer_records: list[dict] = []
 def record_transfers():
     """Record the host/device copies made inside a ``with`` block.
 
-    Yields a dict ``{"up": [...], "down": [...]}`` that fills with the shape of every host
-    array copied to the device and of every device array copied back, in order (device
-    allocations that are never copied are not transfers and are not listed). Tests and
+    Yields a dict ``{"up": [...], "down": [...]}`` that fills with the shape of every array
+    :func:`to_device` copies up and of every device array copied back, in order. Device
+    allocations that are never copied are not transfers and are not listed, nor is the
+    zero-filled scratch of :func:`zeros` (status words, counters, per-sample buffers). Tests and
     tutorial 06 use it to check that training moves a task's data up once and only metrics
     back per epoch.
     """
@@ -239,7 +240,7 @@ def to_device(a):
     if a.size > 1 and 0 in a.strides:
         # A length-1 axis may carry stride 0 (``v[None, :]`` has it). numba-cuda takes that
         # for a broadcast axis and checks the array's layout element by element in Python:
-        # 30 ms for one 7,840-unit context, on every upload. A copy has ordinary strides.
+        # 30 ms for one 7,840-unit context, on every upload (measured once, during development). A copy has ordinary strides.
         a = a.copy()
     for record in _transfer_records:
         record["up"].append(a.shape)

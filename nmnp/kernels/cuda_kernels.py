@@ -32,7 +32,7 @@ Common contract
   per-block (or per-tile) partial sums written to their own rows, then summed in a fixed
   order by a second pass (``sum_rows``, or the consumer kernel itself). No atomics on
   data, so results are deterministic run to run. (The training step uses one atomic counter
-  to elect the block that finishes a reduction; see :mod:`nmnp.kernels.cuda_training`.) A
+  to elect the block that finishes a reduction; see :mod:`nmnp.kernels.cuda_training_kernels`.) A
   test reads the compiled PTX of every kernel to check that no other kernel holds an atomic,
   a barrier or shared memory, and another that the fused forward's accumulators stay out of
   local memory.
@@ -327,8 +327,10 @@ def context_grad_partials_kernel(dtype_name: str):
     def context_grad_partials(xT, col0, nb, idx, mean, W, dlT, tile, gh_part, status):
         """gh_part[r, j] = sum over samples b of tile r of (sum_o dlT[o, b] W[o, j]) h[b, j].
 
-        ``h`` is recomputed from ``xT`` (k loads) rather than stored: k loads per unit and
-        sample cost less than writing and re-reading n_units x B floats. Launch: 2-D; x: units
+        Recomputes ``h`` from ``xT`` (k loads per unit and sample). Used by the standalone
+        ``context_grads``, and by training only where the activity buffer would exceed
+        ``ACTIVITY_BYTES_CAP``; otherwise training reads the stored activity
+        (``context_grad_from_activity``), which is faster. Launch: 2-D; x: units
         j (threads), y: batch tiles r (blocks). A tile's columns of ``xT`` (n_in short
         segments) stay in L1 while the block's units walk them; ``dlT[o, b]`` is one address
         per warp (broadcast). One writer per (tile, unit): the tiles are summed afterwards, so

@@ -16,8 +16,9 @@ results up to floating-point rounding:
   step (so nothing is ever written after a bad step); it is *reported* at the end of the epoch,
   when the metrics come back, because asking every step would cost a device round trip each.
 
-Data movement per task: the inputs (N, n_in), the labels and the initial context go up once;
-per epoch the order goes up and the per-sample losses and hits plus a 4-int status word come
+Data movement per task: the inputs (N, n_in), the labels, the competing classes, the initial
+context and optimiser state, and zero-filled scratch (status word, counters, per-sample
+buffers) go up once; per epoch the order goes up and the per-sample losses and hits plus a 4-int status word come
 back (the epoch's loss and accuracy are summed on the host in float64); at the end the status
 word and the learned context come back. Nothing else crosses the bus.
 
@@ -339,6 +340,8 @@ def benchmark_training(config=None, *, batch_size=1024, n_samples=None, steps=50
     steps : steps per timed repeat (they cycle through the resident set's batches)
     repeats : timed repeats after one warm-up repeat (which compiles the kernels)
     optimizer : "rmsprop", "sgd" or "adam", default hyperparameters, lr 0.01
+    seed : seed of the FlyNet config when ``config`` is None, and of the random inputs,
+        labels and sample order
 
     Returns
     -------

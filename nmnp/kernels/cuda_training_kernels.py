@@ -31,6 +31,8 @@ LOSS_NOT_FINITE, GRAD_NOT_FINITE, UPDATE_NOT_FINITE = 1, 2, 3
 
 @functools.lru_cache(maxsize=None)
 def device_functions():
+    """The device functions the two kernels share: ``finite(v)``, ``flag(status, code, step,
+    key)`` (first error wins) and ``update(...)`` (one element's optimiser step); cached."""
     @cuda.jit(device=True)
     def finite(v):
         return not (math.isinf(v) or math.isnan(v))
@@ -68,6 +70,7 @@ def device_functions():
 
 @functools.lru_cache(maxsize=None)
 def loss_kernel():
+    """The compiled ``loss_and_dlogits`` kernel (documented below); cached."""
     finite, flag, _ = device_functions()
 
     @cuda.jit
@@ -137,6 +140,8 @@ def loss_kernel():
 
 @functools.lru_cache(maxsize=None)
 def step_kernel(tpb: int, dtype_name: str):
+    """The compiled ``optimizer_step`` kernel for blocks of ``tpb`` threads (a power of two: its
+    shared-memory tree halves it) and parameters of ``dtype_name``; cached per pair."""
     finite, flag, update = device_functions()
     dt = numba.from_dtype(np.dtype(dtype_name))
 
