@@ -15,6 +15,21 @@ _DTYPES = ("float32", "float64")
 MAX_RANDOM_DRAWS = 1 << 31
 
 
+def _dtype_name(value) -> str:
+    """The name in ``_DTYPES`` of ``value``: the name itself, a :class:`numpy.dtype`
+    (native byte order) or a NumPy scalar type such as ``np.float32``; ConfigError for
+    anything else (another precision, a big-endian dtype, None, Python's ``float``...)."""
+    if isinstance(value, str):
+        if value in _DTYPES:
+            return value
+    elif isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        dtype = np.dtype(value)
+        if dtype.name in _DTYPES and dtype.isnative:
+            return dtype.name
+    raise ConfigError(f"dtype must be one of {_DTYPES} (a name, a NumPy dtype or np.float32 / "
+                      f"np.float64), got {value!r}")
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """Shapes, seed and precision of a neuromodulated random-weight network.
@@ -34,8 +49,10 @@ class NetworkConfig:
         Output classes.
     seed : int
         Seed of every random draw (non-negative).
-    dtype : {"float32", "float64"}
-        Precision of weights and activity; float64 is for gradient checks.
+    dtype : {"float32", "float64"}, or the NumPy dtype or type of one of them
+        Precision of weights and activity; float64 is for gradient checks. Stored as its
+        name (``NetworkConfig(dtype=np.float32).dtype == "float32"``), so that equal
+        configurations hash alike and :meth:`to_dict` is plain JSON.
     """
 
     n_inputs: int = 784
@@ -46,11 +63,12 @@ class NetworkConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
+        # frozen: the normalised name replaces what was given, as dataclasses do it
+        object.__setattr__(self, "dtype", _dtype_name(self.dtype))
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "dtype":
-                if value not in _DTYPES:
-                    raise ConfigError(f"dtype must be one of {_DTYPES}, got {value!r}")
+                continue
             elif not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise ConfigError(f"{f.name} must be an integer, got {value!r}")
         for name in ("n_inputs", "n_units", "inputs_per_unit", "n_outputs"):

@@ -4,7 +4,13 @@
 accumulated behind the caller's back: calling ``backward`` twice gives the same answer. The
 arithmetic is done by a kernel backend (``"numpy"``, ``"cpu"`` or ``"cuda"``), chosen per call.
 
-Layers check their arguments' shapes once, here, so the kernels below can trust them.
+Layers check their arguments once, here, so the kernels below can trust them: shapes and
+dtypes, and that every number is finite and within :data:`MAX_ABS_INPUT`. The cpu kernels
+are compiled with fastmath, which assumes finite values: given a NaN or an infinity they
+return zeros or garbage where the NumPy reference returns NaN, so such values are refused
+before any kernel runs. The check costs one min/max pass over each array, a small fraction
+of the kernel's own work. (The model's training steps call the kernels directly, on inputs
+:meth:`~nmnp.model.ModulatedNetwork.check_inputs` validated once, and do not pay for it.)
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ import numpy as np
 
 from .errors import ConfigError, ShapeError
 from .kernels import get_backend
+
+#: Largest |value| the layers (and :meth:`nmnp.model.ModulatedNetwork.check_inputs`) accept.
+#: The encoder adds k inputs per unit and the readout sums thousands of products; far beyond
+#: this the float32 sums overflow, and the backends then disagree: the cpu kernels, compiled
+#: with fastmath (which assumes finite values), return garbage rather than inf. Normalised
+#: data is of order 1.
+MAX_ABS_INPUT = 1e18
 
 
 def _require(cond: bool, message: str) -> None:
@@ -30,6 +43,26 @@ def _require_array(value, name: str) -> None:
             f"{name} must be a NumPy array, got "
             + (f"a {kind} scalar" if isinstance(value, np.generic) else kind)
         )
+
+
+def _require_bounded(a: np.ndarray, name: str) -> None:
+    """Every value of the float array ``a`` must be finite and within +-:data:`MAX_ABS_INPUT`
+    (the rule of :meth:`~nmnp.model.ModulatedNetwork.check_inputs`). A min and a max decide;
+    only a failure pays for finding the first bad entry."""
+    if not a.size or (-MAX_ABS_INPUT <= a.min() and a.max() <= MAX_ABS_INPUT):
+        return  # NaN fails both comparisons, so it lands below
+    finite = np.isfinite(a)
+    if not finite.all():
+        where = np.unravel_index(int(np.flatnonzero(~finite.reshape(-1))[0]), a.shape)
+        raise ShapeError(
+            f"{name} contains NaN or infinite values (first {a[where]} at index "
+            f"{tuple(int(i) for i in where)}): the cpu kernels assume finite values"
+        )
+    where = np.unravel_index(int(np.flatnonzero(np.abs(a.reshape(-1)) > MAX_ABS_INPUT)[0]), a.shape)
+    raise ShapeError(
+        f"{name} must lie within +-{MAX_ABS_INPUT:g} (MAX_ABS_INPUT), got {a[where]:g} at index "
+        f"{tuple(int(i) for i in where)}: sums of values that large overflow"
+    )
 
 
 def _require_cache(cache, size: int, forward: str) -> None:
@@ -60,7 +93,8 @@ def _require_gradient(upstream, name: str, expected_shape, like: str, dtype):
 
 
 def _strength_value(strength) -> float:
-    """``strength`` as a Python float: one real finite number, or an array holding one."""
+    """``strength`` as a Python float: one real finite number within +-:data:`MAX_ABS_INPUT`,
+    or an array holding one."""
     try:
         s = np.asarray(strength)
     except (TypeError, ValueError):  # a ragged nested list
@@ -71,8 +105,12 @@ def _strength_value(strength) -> float:
         got = str(s.dtype)
     else:
         value = float(s.reshape(-1)[0])
-        if np.isfinite(value):
+        if np.isfinite(value) and abs(value) <= MAX_ABS_INPUT:
             return value
+        if np.isfinite(value):
+            raise ShapeError(
+                f"strength must lie within +-{MAX_ABS_INPUT:g} (MAX_ABS_INPUT), got {value:g}"
+            )
         got = str(value)
     raise ShapeError(f"strength must be one real finite number (a scalar or size-1 array), got {got}")
 
@@ -95,8 +133,10 @@ def sparse_encoder_forward(x, idx, backend="cpu"):
     Raises
     ------
     ShapeError
-        If ``x`` or ``idx`` is not an array, or their shapes, dtypes or index values do not
-        fit together.
+        If ``x`` or ``idx`` is not an array, their shapes, dtypes or index values do not
+        fit together, or ``x`` holds a NaN, an infinity or a value beyond
+        +-:data:`MAX_ABS_INPUT` (the rule of
+        :meth:`~nmnp.model.ModulatedNetwork.check_inputs`).
     """
     _require_array(x, "encoder input x")
     _require_array(idx, "encoder indices idx")
@@ -110,6 +150,7 @@ def sparse_encoder_forward(x, idx, backend="cpu"):
         f"encoder indices must lie in 0..{x.shape[1] - 1} (the input width), "
         f"got {idx.min() if idx.size else 'none'}..{idx.max() if idx.size else 'none'}",
     )
+    _require_bounded(x, "encoder input x")
     kernels = get_backend(backend)
     h = kernels.encoder_forward(x, idx)
     return h, (h, idx, x.shape[1], kernels)
@@ -130,13 +171,15 @@ def sparse_encoder_backward(dh, cache):
     Raises
     ------
     ShapeError
-        If ``dh`` is not an array of the activity's shape and dtype.
+        If ``dh`` is not an array of the activity's shape and dtype, or holds a NaN, an
+        infinity or a value beyond +-:data:`MAX_ABS_INPUT`.
     ConfigError
         If ``cache`` is not the tuple :func:`sparse_encoder_forward` returned.
     """
     _require_cache(cache, 4, "sparse_encoder_forward")
     h, idx, n_in, kernels = cache
     _require_gradient(dh, "dh", h.shape, "activity", h.dtype)
+    _require_bounded(dh, "dh")
     return {"x": kernels.encoder_backward(dh, h, idx, n_in)}
 
 
@@ -151,7 +194,7 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
     ----------
     x : (B, n) presynaptic activity
     gains : (n,) context ``c``
-    strength : real finite number or size-1 array ``s``
+    strength : real finite number or size-1 array ``s``, within +-:data:`MAX_ABS_INPUT`
     weight : (n_out, n) fixed random weights ``W``
     backend : str or backend module
 
@@ -164,8 +207,9 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
     ------
     ShapeError
         If ``x``, ``gains`` or ``weight`` is not an array, the arrays' shapes or dtypes do not
-        fit together, or ``strength`` is not one real finite number (several numbers, none,
-        a complex one, a string, None, NaN or inf).
+        fit together, any of them holds a NaN, an infinity or a value beyond
+        +-:data:`MAX_ABS_INPUT`, or ``strength`` is not one real finite number within those
+        bounds (several numbers, none, a complex one, a string, None, NaN or inf).
     """
     _require_array(x, "layer input x")
     _require_array(gains, "gains")
@@ -184,6 +228,9 @@ def modulated_linear_forward(x, gains, strength, weight, backend="cpu"):
         weight.ndim == 2 and weight.shape[1] == x.shape[1],
         f"weight has shape {weight.shape}, expected (n_out, {x.shape[1]})",
     )
+    _require_bounded(x, "layer input x")
+    _require_bounded(gains, "gains")
+    _require_bounded(weight, "weight")
     s = _strength_value(strength)
     kernels = get_backend(backend)
     y = kernels.modulated_forward(x, gains, s, weight)
@@ -205,12 +252,14 @@ def modulated_linear_backward(dy, cache):
     Raises
     ------
     ShapeError
-        If ``dy`` is not an array of the output's shape and the input's dtype.
+        If ``dy`` is not an array of the output's shape and the input's dtype, or holds a
+        NaN, an infinity or a value beyond +-:data:`MAX_ABS_INPUT`.
     ConfigError
         If ``cache`` is not the tuple :func:`modulated_linear_forward` returned.
     """
     _require_cache(cache, 5, "modulated_linear_forward")
     x, gains, s, weight, kernels = cache
     _require_gradient(dy, "dy", (x.shape[0], weight.shape[0]), "input", x.dtype)
+    _require_bounded(dy, "dy")
     dx, dc, ds = kernels.modulated_backward(dy, x, gains, s, weight)
     return {"x": dx, "gains": dc, "strength": np.array([ds], dtype=x.dtype)}

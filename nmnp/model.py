@@ -24,19 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import initializers, layers
+from . import initializers
 from .config import NetworkConfig
 from .errors import ConfigError, ShapeError, TaskError
 from .kernels import get_backend
 from .kernels.reference import HOST_BATCH, check_batch_size
+from .layers import MAX_ABS_INPUT  # noqa: F401  (the bound check_inputs applies; defined there)
 from .losses import softmax_cross_entropy
-
-
-#: Largest |input| :meth:`ModulatedNetwork.check_inputs` accepts. The encoder adds k inputs
-#: per unit and the readout sums thousands of products; far beyond this the float32 sums
-#: overflow, and the backends then disagree: the cpu kernels, compiled with fastmath (which
-#: assumes finite values), return garbage rather than inf. Normalised data is of order 1.
-MAX_ABS_INPUT = 1e18
 
 
 @dataclass
@@ -65,10 +59,44 @@ def find_task(tasks: list, task_id, owner: str):
 
 
 def check_task_name(name) -> None:
-    """ConfigError unless ``name`` is None or a string: a task called ``3`` would come back
-    as ``"3"`` from a checkpoint, which stores names as text."""
+    """ConfigError unless ``name`` is None or a non-empty string: a task called ``3`` would
+    come back as ``"3"`` from a checkpoint, which stores names as text, and an empty name
+    would name nothing (None asks for the default ``"task <id>"``)."""
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"a task name must be a string, got {type(name).__name__} {name!r}")
+    if name == "":
+        raise ConfigError('a task name must not be empty; pass None (or nothing) for the '
+                          'default "task <id>"')
+
+
+def default_task_name(name: str | None, task_id: int) -> str:
+    """``name``, or ``"task <id>"`` when it is None (after :func:`check_task_name`)."""
+    return f"task {task_id}" if name is None else name
+
+
+def as_array(value, what: str) -> np.ndarray:
+    """``np.asarray(value)``, or a ShapeError naming ``what`` for a ragged nested sequence
+    (rows of different lengths), which NumPy refuses with a raw "inhomogeneous shape"
+    ValueError."""
+    try:
+        return np.asarray(value)
+    except ValueError as err:
+        if "inhomogeneous" in str(err) or "sequence" in str(err):
+            raise ShapeError(
+                f"{what} must be a rectangular array, got a ragged nested sequence (its rows "
+                "differ in length)"
+            ) from None
+        raise ShapeError(f"{what} cannot be read as an array: {err}") from None
+
+
+def labels_outside_classes(labels: np.ndarray, classes: np.ndarray) -> ShapeError | None:
+    """The error for the first of the (integer) ``labels`` that is not one of ``classes``,
+    or None when every label is."""
+    outside = ~np.isin(labels, classes)
+    if not outside.any():
+        return None
+    bad = labels[np.flatnonzero(outside)[0]]
+    return ShapeError(f"label {bad} is not among this task's classes {classes.tolist()}")
 
 
 class Classifier:
@@ -94,11 +122,21 @@ class Classifier:
 
     def evaluate(self, x, labels, task_id: int, classes=None,
                  batch_size: int | None = None) -> float:
-        """Accuracy in [0, 1] of task ``task_id`` on (x, labels)."""
+        """Accuracy in [0, 1] of task ``task_id`` on (x, labels).
+
+        With ``classes``, every label must be one of them (ShapeError otherwise, as in
+        training): a label no prediction can match would only be scored as an error.
+        """
         x = self.check_inputs(x)
         y = self.check_labels(labels, x.shape[0])
         if x.shape[0] == 0:
             raise ShapeError("cannot evaluate on an empty set")
+        self.task(task_id)  # an unknown task is named before its classes
+        classes = self.check_classes(classes)
+        if classes is not None:
+            error = labels_outside_classes(y, classes)
+            if error is not None:
+                raise error
         return float((self.predict(x, task_id, classes, batch_size) == y).mean())
 
     def prediction_state(self, task_id: int) -> dict:
@@ -214,13 +252,14 @@ class ModulatedNetwork(Classifier):
 
     def add_task(self, name: str | None = None) -> int:
         """Append a freshly initialised context; returns its task id (0, 1, 2, ...). ``name``
-        (default ``"task <id>"``) must be a string: it is stored in checkpoints as text."""
+        (default ``"task <id>"``) must be a non-empty string: it is stored in checkpoints as
+        text."""
         check_task_name(name)
         task_id = len(self.tasks)
         gains, strength = initializers.initial_context(
             self.config.n_units, self.config.seed, task_id, self.dtype
         )
-        self.tasks.append(TaskContext(gains, strength, name or f"task {task_id}"))
+        self.tasks.append(TaskContext(gains, strength, default_task_name(name, task_id)))
         return task_id
 
     def task(self, task_id: int) -> TaskContext:
@@ -256,9 +295,10 @@ class ModulatedNetwork(Classifier):
         """Validate and convert inputs to a C-ordered (B, n_inputs) array of the model dtype.
 
         Accepts (B, n_inputs) or (B, *image_shape) with the right number of values.
-        Raises ShapeError for a wrong shape, a non-numeric dtype or a non-finite value.
+        Raises ShapeError for a wrong shape (a ragged nested list included), a non-numeric
+        dtype, or a value that is not finite or lies beyond +-:data:`MAX_ABS_INPUT`.
         """
-        x = np.asarray(x)
+        x = as_array(x, "inputs")
         if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
             raise ShapeError(f"inputs must be a real numeric array, got dtype {x.dtype}")
         n_in = self.config.n_inputs
@@ -317,7 +357,7 @@ class ModulatedNetwork(Classifier):
 
     def check_labels(self, labels, n_samples: int) -> np.ndarray:
         """Validate labels: integers in [0, n_outputs), one per sample."""
-        y = np.asarray(labels)
+        y = as_array(labels, "labels")
         if y.shape != (n_samples,):
             raise ShapeError(f"labels must have shape ({n_samples},), got {y.shape}")
         # an empty list arrives as float64; with no labels there is nothing to be wrong
@@ -330,32 +370,52 @@ class ModulatedNetwork(Classifier):
         return y.astype(np.int64, copy=False)
 
     def check_classes(self, classes) -> np.ndarray | None:
-        """Validate an optional subset of competing classes (split benchmarks)."""
+        """Validate an optional subset of competing classes (split benchmarks): a non-empty
+        1-D sequence of distinct integer ids in [0, n_outputs). Returns a new int64 array,
+        or None for None.
+
+        O(number of classes), never O(batch): the training steps call it.
+        """
         if classes is None:
             return None
-        given = np.asarray(classes)
+        given = as_array(classes, "classes")
         n_out = self.config.n_outputs
+        if given.ndim != 1:
+            raise ShapeError(f"classes must be a 1-D sequence of class ids in 0..{n_out - 1}, got "
+                             f"shape {given.shape}")
         if given.size and given.dtype.kind not in "iu":
             raise ShapeError(f"classes must be integer class ids in 0..{n_out - 1}, got dtype "
                              f"{given.dtype}")
-        cls = given.astype(np.int64).reshape(-1)
-        if cls.size == 0 or cls.min() < 0 or cls.max() >= n_out or np.unique(cls).size != cls.size:
-            raise ShapeError(f"classes must be distinct ids in 0..{n_out - 1}, got {cls.tolist()}")
-        return cls
+        # Python ints, as given: a uint64 id beyond int64 would wrap to a negative number
+        values = given.tolist()
+        if not values or min(values) < 0 or max(values) >= n_out or len(set(values)) != len(values):
+            raise ShapeError(f"classes must be distinct ids in 0..{n_out - 1}, got {values}")
+        return given.astype(np.int64)
 
     # ----------------------------------------------------------------- computation
     def encode(self, x) -> np.ndarray:
         """Encoder activity h (B, n_units) for validated or raw inputs."""
-        h, _ = layers.sparse_encoder_forward(self.check_inputs(x), self.encoder_indices, self.kernels)
-        return h
+        # check_inputs applies the layer's own rule, so the kernel is called directly
+        # (layers.sparse_encoder_forward would check the values a second time)
+        return self.kernels.encoder_forward(self.check_inputs(x), self.encoder_indices)
 
     def encoded_nbytes(self, n_samples: int) -> int:
         """Bytes the encoder output of ``n_samples`` inputs occupies."""
         return n_samples * self.config.n_units * self.dtype.itemsize
 
-    def encode_dataset(self, x, batch_size: int = 1024) -> np.ndarray:
-        """Encoder activity (N, n_units) of validated inputs, computed in batches."""
+    def encode_dataset(self, x, batch_size: int | None = HOST_BATCH) -> np.ndarray:
+        """Encoder activity (N, n_units) of validated inputs (as :meth:`check_inputs` returns
+        them), computed ``batch_size`` samples at a time (a positive integer; None: 1,024).
+
+        Raises
+        ------
+        ShapeError
+            If ``x`` is not a (N, n_inputs) array of the model's dtype.
+        ConfigError
+            If ``batch_size`` is not a positive integer.
+        """
         self.check_validated_inputs(x)
+        batch_size = check_batch_size(batch_size, HOST_BATCH)
         h = np.empty((x.shape[0], self.config.n_units), dtype=self.dtype)
         for start in range(0, x.shape[0], batch_size):
             h[start : start + batch_size] = self.kernels.encoder_forward(
@@ -364,7 +424,12 @@ class ModulatedNetwork(Classifier):
         return h
 
     def loss_and_grads_encoded(self, h, labels, task_id: int, classes=None):
-        """:meth:`loss_and_grads_batch` from cached encoder activity h (B, n_units)."""
+        """:meth:`loss_and_grads_batch` from cached encoder activity h (B, n_units).
+
+        ``h`` is checked in O(1) (shape and dtype, see :meth:`check_activity`) and
+        ``classes`` by :meth:`check_classes` (O(number of classes)); a label outside the
+        classes is a ShapeError from the loss.
+        """
         return self.loss_and_grads_from_activity(h, labels, self.task(task_id), classes)
 
     def forward(self, x, task_id: int) -> np.ndarray:
@@ -396,17 +461,21 @@ class ModulatedNetwork(Classifier):
         """
         x = self.check_inputs(x)
         y = self.check_labels(labels, x.shape[0])
-        h, _ = layers.sparse_encoder_forward(x, self.encoder_indices, self.kernels)
-        return self.loss_and_grads_from_activity(h, y, self.task(task_id), self.check_classes(classes))
+        h = self.kernels.encoder_forward(x, self.encoder_indices)  # x checked just above
+        return self.loss_and_grads_from_activity(h, y, self.task(task_id), classes)
 
     def loss_and_grads_batch(self, x, labels, task_id: int, classes=None):
-        """:meth:`loss_and_grads` on inputs, labels and classes already validated.
+        """:meth:`loss_and_grads` on inputs and labels already validated.
 
         The training hot path: one fused pass computes the encoder and the readout and keeps
-        the encoder activity for the backward pass, so each step runs the encoder once.
+        the encoder activity for the backward pass, so each step runs the encoder once. Only
+        O(1) checks of ``x`` (:meth:`check_validated_inputs`) and :meth:`check_classes`
+        (O(number of classes)) run here; a label outside the classes is a ShapeError from
+        the loss.
         """
         ctx = self.task(task_id)
         x = self.check_validated_inputs(x)
+        classes = self.check_classes(classes)
         s = float(ctx.strength[0])
         logits, h = self.kernels.logits_and_activity(
             x, self.encoder_indices, ctx.gains, s, self.readout
@@ -420,9 +489,11 @@ class ModulatedNetwork(Classifier):
     def loss_and_grads_from_activity(self, h, labels, ctx: TaskContext, classes=None):
         """:meth:`loss_and_grads` from encoder activity h (B, n_units) and validated labels.
 
-        Used when the encoder output is already known (a cached encoded training set).
+        Used when the encoder output is already known (a cached encoded training set). ``h``
+        is checked in O(1) (:meth:`check_activity`), ``classes`` by :meth:`check_classes`.
         """
         h = self.check_activity(h)
+        classes = self.check_classes(classes)
         s = float(ctx.strength[0])
         logits = self.kernels.modulated_forward(h, ctx.gains, s, self.readout)
         loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
@@ -452,6 +523,7 @@ class ModulatedNetwork(Classifier):
         x = self.check_inputs(x)
         ctx = self.task(task_id)
         classes = self.check_classes(classes)
+        batch_size = check_batch_size(batch_size, None)  # None: the backend's choice
         return self.kernels.task_predictions(
             x, self.encoder_indices, ctx.gains.reshape(1, -1), ctx.strength, self.readout, classes,
             batch_size,
@@ -467,6 +539,7 @@ class ModulatedNetwork(Classifier):
         """
         x = self.check_inputs(x)
         y = self.check_labels(labels, x.shape[0])
+        batch_size = check_batch_size(batch_size, None)  # None: the backend's choice
         if task_ids is None:
             ids = list(range(self.n_tasks))
         elif isinstance(task_ids, (int, np.integer)) or not np.iterable(task_ids):
@@ -496,13 +569,24 @@ def loss_and_dlogits(logits, labels, classes):
 
 
 def _restrict(logits, labels, classes):
-    """Keep only the competing classes' logits and renumber labels to their positions."""
-    position = np.full(logits.shape[1], -1, dtype=np.int64)
+    """Keep only the competing classes' logits and renumber labels to their positions.
+
+    ``classes`` is validated (:meth:`ModulatedNetwork.check_classes`); ``labels`` need not
+    be, and are checked at no extra pass over them: the position table has 2 n_out entries,
+    so a label in -n_out..-1 reads an entry of the second half (-1, "no class") instead of
+    wrapping onto a real class, and one further out is an IndexError, caught.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":  # a boolean array would select, not index
+        raise ShapeError(f"labels must be integers, got dtype {labels.dtype}")
+    position = np.full(2 * logits.shape[1], -1, dtype=np.int64)
     position[classes] = np.arange(classes.size)
-    sub_labels = position[labels]
-    if (sub_labels < 0).any():
-        bad = labels[sub_labels < 0][0]
-        raise ShapeError(f"label {bad} is not among this task's classes {classes.tolist()}")
+    try:
+        sub_labels = position[labels]
+    except IndexError:
+        sub_labels = None
+    if sub_labels is None or (sub_labels < 0).any():
+        raise labels_outside_classes(labels.reshape(-1), classes)
     return logits[:, classes], sub_labels
 
 

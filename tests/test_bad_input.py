@@ -398,3 +398,138 @@ def test_a_context_replaced_by_one_of_another_shape_is_refused(backend, tmp_path
     with pytest.raises(CheckpointError, match=r"has gains of shape \(5,\), expected \(40,\), so it was not saved"):
         net.save(tmp_path / "net.nmnp")
     assert not (tmp_path / "net.nmnp").exists()
+
+
+# --------------------------------------------------------------------------- every learner
+LEARNERS = ["crwn", "finetune", "separate", "supsup"]
+
+
+def learner_with_task(name, backend="cpu"):
+    from nmnp.strategies import make_strategy
+
+    learner = make_strategy(name, CONFIG, backend)
+    learner.add_task("a")
+    return learner
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_evaluate_refuses_labels_outside_its_classes_as_training_does(name):
+    """evaluate(classes=[0, 1]) on labels 0..3 once scored the 2s and 3s as wrong (no
+    prediction can match them) and returned a low accuracy without a word."""
+    learner = learner_with_task(name)
+    x, y = data(16)
+    message = r"label [23] is not among this task's classes \[0, 1\]"
+    with pytest.raises(ShapeError, match=message):
+        learner.loss_and_grads(x, y, 0, classes=[0, 1])
+    with pytest.raises(ShapeError, match=message):
+        learner.evaluate(x, y, 0, classes=[0, 1])
+    with pytest.raises(ShapeError, match=r"label 3 is not among this task's classes \[1, 0\]"):
+        learner.evaluate(x, np.full(16, 3), 0, classes=np.array([1, 0], np.uint8))
+    inside = y % 2
+    accuracy = learner.evaluate(x, inside, 0, classes=[0, 1])  # the same call, labels inside
+    assert accuracy == np.mean(learner.predict(x, 0, classes=[0, 1]) == inside)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+@pytest.mark.parametrize("classes, shape", [([[0, 1], [2, 3]], r"\(2, 2\)"), (1, r"\(\)"),
+                                            (np.zeros((1, 2), np.int64), r"\(1, 2\)")])
+def test_classes_that_are_not_one_dimensional_are_refused(name, classes, shape):
+    """[[0, 1], [2, 3]] was flattened into four competing classes."""
+    learner = learner_with_task(name)
+    x, y = data(8)
+    message = rf"classes must be a 1-D sequence of class ids in 0..3, got shape {shape}$"
+    for call in (lambda: learner.predict(x, 0, classes=classes),
+                 lambda: learner.evaluate(x, y, 0, classes=classes),
+                 lambda: learner.loss_and_grads(x, y, 0, classes=classes),
+                 lambda: learner.check_classes(classes)):
+        with pytest.raises(ShapeError, match=message):
+            call()
+    assert learner.check_classes([0, 1, 2, 3]).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_the_training_steps_check_their_classes(name):
+    """loss_and_grads_encoded raised AttributeError ('list' object has no attribute 'size')
+    for classes=[0, 1] and IndexError for [0, 9]; loss_and_grads_batch did the same, and
+    took a label of -1 for the last class."""
+    learner = learner_with_task(name)
+    x, y = data(8)
+    x = learner.check_inputs(x)
+    paths = [("batch", lambda c, labels: learner.loss_and_grads_batch(x, labels, 0, c))]
+    if hasattr(learner, "loss_and_grads_encoded"):
+        h = learner.encode_dataset(x)
+        paths.append(("encoded", lambda c, labels: learner.loss_and_grads_encoded(h, labels, 0, c)))
+    for _, step in paths:
+        loss = step(np.array([0, 1]), y % 2)[0]
+        assert step([0, 1], y % 2)[0] == loss  # a list is checked and converted, not refused
+        for bad, message in (([0, 9], r"distinct ids in 0..3, got \[0, 9\]"),
+                             ([-1, 0], r"distinct ids in 0..3, got \[-1, 0\]"),
+                             ([[0, 1]], r"1-D sequence of class ids in 0..3, got shape \(1, 2\)"),
+                             ([0.0, 1.0], "integer class ids in 0..3, got dtype float64")):
+            with pytest.raises(ShapeError, match=message):
+                step(bad, y % 2)
+        for labels, shown in ((np.where(y % 2, -1, 0), "-1"), (y % 2 + 100, "10[01]"),
+                              (y % 2 + 2**40, r"\d+")):
+            with pytest.raises(ShapeError, match=rf"label {shown} is not among this task's "
+                                                 r"classes \[0, 3\]"):
+                step([0, 3], labels)
+
+
+def test_encode_dataset_checks_its_batch_size():
+    """-1 returned uninitialised memory, 0 a raw ValueError from range(), 2.5 a TypeError."""
+    net = net_with_task()
+    x = net.check_inputs(data(10)[0])
+    for bad in (-1, 0, 2.5, True, "8"):
+        with pytest.raises(ConfigError, match=rf"batch_size must be a positive integer, got {bad!r}"):
+            net.encode_dataset(x, bad)
+    np.testing.assert_allclose(net.encode_dataset(x, 3), net.encode(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(net.encode_dataset(x, None), net.encode_dataset(x))
+    y = np.zeros(10, np.int64)
+    for call in (lambda b: net.predict(x, 0, batch_size=b),
+                 lambda b: net.evaluate(x, y, 0, batch_size=b),
+                 lambda b: net.evaluate_tasks(x, y, batch_size=b)):
+        with pytest.raises(ConfigError, match=r"batch_size must be a positive integer, got -1"):
+            call(-1)
+        call(3)
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_an_empty_task_name_is_refused(name):
+    """add_task("") silently named the task "task 1"."""
+    learner = learner_with_task(name)
+    with pytest.raises(ConfigError, match=r'a task name must not be empty; pass None .* "task <id>"'):
+        learner.add_task("")
+    assert learner.n_tasks == 1  # nothing was added
+    assert learner.tasks[learner.add_task()].name == "task 1"
+    assert learner.tasks[learner.add_task(" ")].name == " "  # a name, kept as given
+
+
+def test_a_uint64_class_id_is_shown_as_given():
+    """18446744073709551615 was shown wrapped to -1."""
+    net = net_with_task()
+    with pytest.raises(ShapeError, match=r"got \[0, 18446744073709551615\]$"):
+        net.check_classes(np.array([0, 2**64 - 1], np.uint64))
+    with pytest.raises(ShapeError, match="label 18446744073709551615 is outside the classes 0..3"):
+        net.check_labels(np.array([0, 2**64 - 1], np.uint64), 2)
+    assert net.check_classes(np.array([3, 0], np.uint64)).tolist() == [3, 0]
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_ragged_lists_are_named_not_a_raw_numpy_error(name):
+    """NumPy's "inhomogeneous shape" ValueError reached the caller."""
+    learner = learner_with_task(name)
+    x, y = data(3)
+    ragged_x = [x[0].tolist(), x[1].tolist()[:5], x[2].tolist()]
+    ragged_y = [0, [1, 2], 3]
+    rectangular = r"must be a rectangular array, got a ragged nested sequence"
+    with pytest.raises(ShapeError, match="^inputs " + rectangular):
+        learner.forward(ragged_x, 0)
+    with pytest.raises(ShapeError, match="^inputs " + rectangular):
+        learner.evaluate(ragged_x, y, 0)
+    with pytest.raises(ShapeError, match="^labels " + rectangular):
+        learner.evaluate(x, ragged_y, 0)
+    with pytest.raises(ShapeError, match="^labels " + rectangular):
+        learner.loss_and_grads(x, ragged_y, 0)
+    with pytest.raises(ShapeError, match="^classes " + rectangular):
+        learner.predict(x, 0, classes=[0, [1, 2]])
+    assert learner.forward(x.tolist(), 0).shape == (3, 4)  # a rectangular list is fine

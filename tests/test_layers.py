@@ -430,3 +430,64 @@ def test_strength_may_be_any_real_scalar_or_size_one_array(rng):
     for strength in (2.0, 2, np.float32(2.0), np.array(2.0), np.array([2.0]), np.array([[2]])):
         y, _ = layers.modulated_linear_forward(x, c, strength, W, "numpy")
         np.testing.assert_allclose(y, expected, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- values the kernels trust
+_BAD_VALUES = [
+    (np.nan, r"contains NaN or infinite values \(first nan at index \(1, 2\)\)"),
+    (np.inf, r"contains NaN or infinite values \(first inf at index \(1, 2\)\)"),
+    (-np.inf, r"contains NaN or infinite values \(first -inf at index \(1, 2\)\)"),
+    (-2e18, r"must lie within \+-1e\+18 \(MAX_ABS_INPUT\), got -2e\+18 at index \(1, 2\)"),
+]
+
+
+def _with(a, value, where=(1, 2)):
+    out = a.copy()
+    out[where] = value
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("value, message", _BAD_VALUES)
+def test_layers_refuse_values_the_kernels_would_turn_into_zeros(backend, dtype, value, message):
+    """The cpu encoder, compiled with fastmath, returned zeros for a NaN, infinite or
+    overflowing input where the NumPy reference returned NaN, and its backward returned
+    other garbage for such a dh: every array a layer reads is now held to the rule of
+    ModulatedNetwork.check_inputs, on every backend alike."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 5)).astype(dtype)
+    idx = np.array([[0, 1], [2, 3], [1, 4]], np.int32)
+    c, W = rng.normal(size=5).astype(dtype), rng.normal(size=(3, 5)).astype(dtype)
+    h, enc = layers.sparse_encoder_forward(x, idx, backend)  # the same arrays, finite, pass
+    y, mod = layers.modulated_linear_forward(x, c, 0.5, W, backend)
+    assert np.isfinite(h).all() and np.isfinite(y).all()
+    with pytest.raises(ShapeError, match="encoder input x " + message):
+        layers.sparse_encoder_forward(_with(x, value), idx, backend)
+    with pytest.raises(ShapeError, match="^dh " + message):
+        layers.sparse_encoder_backward(_with(np.ones_like(h), value), enc)
+    with pytest.raises(ShapeError, match="layer input x " + message):
+        layers.modulated_linear_forward(_with(x, value), c, 0.5, W, backend)
+    with pytest.raises(ShapeError, match="^weight " + message):
+        layers.modulated_linear_forward(x, c, 0.5, _with(W, value), backend)
+    with pytest.raises(ShapeError, match="^gains " + message.replace(r"\(1, 2\)", r"\(2,\)")):
+        layers.modulated_linear_forward(x, _with(c, value, 2), 0.5, W, backend)
+    with pytest.raises(ShapeError, match="^dy " + message):
+        layers.modulated_linear_backward(_with(np.ones_like(y), value), mod)
+
+
+def test_the_layers_bound_is_the_one_check_inputs_applies():
+    from nmnp.layers import MAX_ABS_INPUT
+    from nmnp.model import MAX_ABS_INPUT as model_bound
+
+    assert model_bound is MAX_ABS_INPUT  # one rule, defined once
+    x = np.zeros((2, 4))
+    x[0, 1] = -MAX_ABS_INPUT  # the bound itself is accepted...
+    idx = np.array([[0, 1], [2, 3]], np.int32)
+    assert layers.sparse_encoder_forward(x, idx, "cpu")[0].shape == (2, 2)
+    y, _ = layers.modulated_linear_forward(x, np.ones(4), MAX_ABS_INPUT, np.ones((1, 4)), "cpu")
+    assert y[0, 0] == -MAX_ABS_INPUT**2
+    x[0, 1] = np.nextafter(-MAX_ABS_INPUT, -np.inf)  # ...one step beyond it is not
+    with pytest.raises(ShapeError, match=r"encoder input x must lie within \+-1e\+18"):
+        layers.sparse_encoder_forward(x, idx, "cpu")
+    with pytest.raises(ShapeError, match=r"strength must lie within \+-1e\+18 \(MAX_ABS_INPUT\), got 2e\+18"):
+        layers.modulated_linear_forward(np.ones((2, 4)), np.ones(4), 2e18, np.ones((1, 4)), "cpu")

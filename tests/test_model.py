@@ -266,3 +266,32 @@ def test_bad_batch_sizes_are_named(rng, batch_size):
     other = make_strategy("separate", SMALL, "numpy")  # the generic loop of Classifier
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         other.evaluate(x, y, other.add_task(), batch_size=batch_size)
+
+
+@pytest.mark.parametrize("given", [np.float32, np.dtype("float32"), "float32"])
+def test_the_config_keeps_its_dtype_as_a_name(given, tmp_path):
+    """NetworkConfig(dtype=np.dtype("float32")) kept the dtype object: equal configurations
+    hashed differently, to_dict was not JSON, and saving failed with a misleading "extra
+    cannot be stored as plain JSON"."""
+    import json
+
+    import nmnp
+
+    config = NetworkConfig(20, 60, 4, 5, 3, given)
+    assert type(config.dtype) is str and config.dtype == "float32"
+    assert config == SMALL and hash(config) == hash(SMALL) and len({config, SMALL}) == 1
+    assert json.loads(json.dumps(config.to_dict())) == SMALL.to_dict()
+    assert NetworkConfig.from_dict(config.to_dict()) == config
+    net = ModulatedNetwork(config)
+    assert net.dtype == np.float32
+    net.add_task("a")
+    net.save(tmp_path / "net.nmnp")
+    assert nmnp.load(tmp_path / "net.nmnp").config == SMALL
+    assert FlyNet(dtype=np.float64).config.dtype == "float64"
+
+
+@pytest.mark.parametrize("given", [np.float16, np.dtype(">f4"), np.dtype("int32"), "f4", float,
+                                   None, np.dtype(object)])
+def test_the_config_refuses_other_dtypes(given):
+    with pytest.raises(ConfigError, match=r"dtype must be one of \('float32', 'float64'\)"):
+        NetworkConfig(20, 60, 4, 5, 3, given)

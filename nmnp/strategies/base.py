@@ -26,7 +26,14 @@ import numpy as np
 
 from ..config import NetworkConfig
 from ..errors import TaskError
-from ..model import Classifier, ModulatedNetwork, check_task_name, find_task, loss_and_dlogits
+from ..model import (
+    Classifier,
+    ModulatedNetwork,
+    check_task_name,
+    default_task_name,
+    find_task,
+    loss_and_dlogits,
+)
 
 
 @dataclass
@@ -106,10 +113,11 @@ class ReadoutStrategy(Classifier):
 
     def add_task(self, name: str | None = None) -> int:
         """Append a new task and initialise its state; returns its id (0, 1, 2, ...). ``name``
-        (default ``"task <id>"``) must be a string."""
+        (default ``"task <id>"``) must be a non-empty string."""
         check_task_name(name)
         task_id = len(self.tasks)
-        self.tasks.append(StrategyTask(name or f"task {task_id}", state=self._init_task(task_id)))
+        self.tasks.append(StrategyTask(default_task_name(name, task_id),
+                                       state=self._init_task(task_id)))
         return task_id
 
     def task(self, task_id: int) -> StrategyTask:
@@ -195,10 +203,15 @@ class ReadoutStrategy(Classifier):
         x = self.check_inputs(x)
         y = self.check_labels(labels, x.shape[0])
         self.task(task_id)
-        return self.loss_and_grads_batch(x, y, task_id, self.check_classes(classes))
+        return self.loss_and_grads_batch(x, y, task_id, classes)  # which checks the classes
 
     def loss_and_grads_batch(self, x, labels, task_id: int, classes=None):
-        """:meth:`loss_and_grads` on inputs, labels and classes already validated."""
+        """:meth:`loss_and_grads` on inputs and labels already validated.
+
+        The training hot path: only :meth:`check_classes` (O(number of classes)) runs here;
+        a label outside the classes is a ShapeError from the loss.
+        """
+        classes = self.check_classes(classes)
         h = self.encode(x)
         logits = self.readout_logits(h, task_id)
         loss, dlogits, n_correct = loss_and_dlogits(logits, labels, classes)
