@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
 import importlib.util
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -26,8 +28,19 @@ from nmnp.data.idx import write_idx
 from nmnp.errors import ConfigError, DataError, DataWarning, ShapeError
 
 # Most tests here write tiny datasets under real names: each load rightly warns that they are
-# not the full files. The warning itself is tested below, where it is not ignored.
+# not the full files. The warning itself is tested below, where it is not ignored: with
+# pytest.warns, which records whatever the filters say, and, where a load must be silent, with
+# no_data_warning() (a test's own filterwarnings("error") mark would not do: pytest applies
+# this module-level mark after it, so "ignore" would win).
 pytestmark = pytest.mark.filterwarnings("ignore::nmnp.errors.DataWarning")
+
+
+@contextlib.contextmanager
+def no_data_warning():
+    """Within the block, any DataWarning raises, whatever the module's filters say."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        yield
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -50,6 +63,20 @@ def write_tiny(folder: Path, n_train=20, n_test=10, gz=True, seed=0, n_labels=No
     for role, name in get_spec("mnist").files.items():
         write_idx(folder / (name if gz else name[:-3]), arrays[role], compress=gz)
     return arrays
+
+
+def content_digests(folder: Path) -> dict:
+    """SHA-256 of the decompressed content of the four files in ``folder``, by role."""
+    found, missing = ds_mod.dataset_files_in(folder, get_spec("mnist"))
+    assert not missing
+    return {role: hashlib.sha256(gzip.decompress(path.read_bytes()) if path.suffix == ".gz"
+                                 else path.read_bytes()).hexdigest() for role, path in found.items()}
+
+
+def register(monkeypatch, name: str, sha256: dict, n_train: int = 20, n_test: int = 10) -> None:
+    """Make the registry say that ``name`` has these digests and sizes (for tiny files)."""
+    monkeypatch.setattr(ds_mod, "REGISTRY", {**ds_mod.REGISTRY, name: dataclasses.replace(
+        get_spec(name), n_train=n_train, n_test=n_test, sha256=dict(sha256))})
 
 
 @pytest.fixture
@@ -200,7 +227,6 @@ def test_not_found_lists_every_place_and_every_remedy(isolated, monkeypatch):
 # -- validation --------------------------------------------------------------------------
 
 
-@pytest.mark.filterwarnings("error::nmnp.errors.DataWarning")
 def test_files_of_another_size_load_with_a_warning_that_names_them(isolated):
     write_tiny(isolated / "d", n_train=20, n_test=10)
     with pytest.warns(DataWarning) as caught:
@@ -210,16 +236,21 @@ def test_files_of_another_size_load_with_a_warning_that_names_them(isolated):
     assert message.startswith("mnist files of an unexpected size: ")
     assert "train-images-idx3-ubyte.gz holds (20, 28, 28), not (60000, 28, 28)" in message
     assert "t10k-images-idx3-ubyte.gz holds (10, 28, 28), not (10000, 28, 28)" in message
+    assert "SHA-256" not in message  # of course the content differs: the sizes already say so
     assert caught[0].filename == __file__  # it points at the caller's load_dataset line
 
 
-@pytest.mark.filterwarnings("error::nmnp.errors.DataWarning")
-def test_files_of_the_expected_size_and_the_shipped_subset_load_silently(isolated, monkeypatch):
-    load_dataset()  # the shipped subset has the size its registry entry says
-    monkeypatch.setattr(ds_mod, "REGISTRY", {
-        **ds_mod.REGISTRY, "mnist": dataclasses.replace(get_spec("mnist"), n_train=20, n_test=10)})
+def test_files_of_the_expected_size_and_content_and_the_shipped_subset_load_silently(isolated, monkeypatch):
+    with no_data_warning():
+        load_dataset()  # the shipped subset has the size its registry entry says
     write_tiny(isolated / "d", n_train=20, n_test=10)
-    assert len(load_dataset("mnist", data_dir=isolated / "d").x_train) == 20  # "error": no warning
+    register(monkeypatch, "mnist", content_digests(isolated / "d"))
+    with no_data_warning():
+        assert len(load_dataset("mnist", data_dir=isolated / "d").x_train) == 20
+    # The same files under digests of other content do warn (so the check above could fail).
+    register(monkeypatch, "mnist", dict.fromkeys(ROLES, "0" * 64))
+    with pytest.warns(DataWarning, match="does not match mnist's registered SHA-256 digests"):
+        load_dataset("mnist", data_dir=isolated / "d")
 
 
 def test_label_count_mismatch_in_files_names_both(isolated):
@@ -281,3 +312,172 @@ def test_repr_is_one_short_line_not_every_pixel():
     text = repr(load_dataset())
     assert text == ("Dataset('fashion-mnist-subset': train 6,000 x 28x28, test 1,000, 10 classes, "
                     "from 'shipped with nmnp (nmnp/data/shipped)')")
+
+
+# -- content digests of files found on disk -----------------------------------------------
+
+
+def test_files_of_the_expected_size_but_another_content_warn_once_naming_each_file(isolated, monkeypatch):
+    write_tiny(isolated / "d", seed=0)
+    write_tiny(isolated / "other", seed=1)
+    register(monkeypatch, "mnist", content_digests(isolated / "other"))
+    got = content_digests(isolated / "d")
+    with pytest.warns(DataWarning) as caught:
+        ds = load_dataset("mnist", data_dir=isolated / "d")
+    assert len(caught) == 1 and len(ds.x_train) == 20 and caught[0].filename == __file__
+    message = str(caught[0].message)
+    assert message.startswith(f"mnist files in {isolated / 'd'}: their content does not match mnist's "
+                              "registered SHA-256 digests: ")
+    for role in ("train_images", "test_images"):  # the labels are the same in both folders
+        name = get_spec("mnist").files[role]
+        assert f"{name} (SHA-256 {got[role][:16]}) is no registered dataset's file" in message
+    assert "labels" not in message and message.endswith("; results will not compare with published figures")
+
+
+def test_another_registered_datasets_files_are_named_as_such(isolated, monkeypatch):
+    """The audit's case in small: Fashion-MNIST's files loaded as "mnist" named nothing."""
+    write_tiny(isolated / "fashion", seed=0)
+    write_tiny(isolated / "digits", seed=1)
+    register(monkeypatch, "fashion-mnist", content_digests(isolated / "fashion"))
+    register(monkeypatch, "mnist", content_digests(isolated / "digits"))
+    with pytest.warns(DataWarning) as caught:
+        ds = load_dataset("mnist", data_dir=isolated / "fashion")
+    assert len(caught) == 1 and ds.name == "mnist"  # it still loads: a warning, not an error
+    assert str(caught[0].message) == (
+        f"mnist files in {isolated / 'fashion'}: these are fashion-mnist's files, not mnist's (their "
+        "content has fashion-mnist's registered SHA-256 digests), so the class names would be wrong: "
+        "load them under the name 'fashion-mnist'; results will not compare with published figures")
+    with no_data_warning():  # under their own name they load silently
+        assert load_dataset("fashion-mnist", data_dir=isolated / "fashion").classes[0] == "T-shirt/top"
+
+
+def test_a_mixed_folder_names_whose_file_each_one_is(isolated, monkeypatch):
+    write_tiny(isolated / "fashion", seed=0)
+    write_tiny(isolated / "digits", seed=1)
+    register(monkeypatch, "fashion-mnist", content_digests(isolated / "fashion"))
+    register(monkeypatch, "mnist", content_digests(isolated / "digits"))
+    train = get_spec("mnist").files["train_images"]
+    (isolated / "digits" / train).write_bytes((isolated / "fashion" / train).read_bytes())
+    with pytest.warns(DataWarning, match=rf"{train} \(SHA-256 [0-9a-f]{{16}}\) is fashion-mnist's "
+                                         r"train_images; results will not") as caught:
+        load_dataset("mnist", data_dir=isolated / "digits")
+    assert len(caught) == 1 and "these are" not in str(caught[0].message)
+
+
+def test_a_subset_of_another_size_is_identified_in_the_same_single_warning(isolated, monkeypatch):
+    write_tiny(isolated / "d", n_train=20, n_test=10)
+    register(monkeypatch, "fashion-mnist-subset", content_digests(isolated / "d"), n_train=20, n_test=10)
+    with pytest.warns(DataWarning) as caught:
+        load_dataset("fashion-mnist", data_dir=isolated / "d")
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("fashion-mnist files of an unexpected size: ")
+    assert "; these are fashion-mnist-subset's files, not fashion-mnist's" in message
+
+
+def test_a_dataset_without_registered_digests_is_not_hashed(isolated, monkeypatch):
+    assert not any(get_spec("kmnist").sha256.values())
+    register(monkeypatch, "kmnist", get_spec("kmnist").sha256)  # only the tiny sizes
+    write_tiny(isolated / "d")
+    hashed = []
+    real = ds_mod.read_idx_hashed
+
+    def spy(path, hash_content=True):
+        hashed.append(hash_content)
+        return real(path, hash_content=hash_content)
+
+    monkeypatch.setattr(ds_mod, "read_idx_hashed", spy)
+    with no_data_warning():
+        assert load_dataset("kmnist", data_dir=isolated / "d").classes[0] == "o"
+    assert hashed == [False] * 4
+    hashed.clear()
+    register(monkeypatch, "mnist", content_digests(isolated / "d"))
+    load_dataset("mnist", data_dir=isolated / "d")
+    assert hashed == [True] * 4  # each file once
+
+
+@needs_debian
+def test_the_real_fashion_mnist_loads_silently_and_as_mnist_is_named():
+    with no_data_warning():
+        ds = load_dataset("fashion-mnist", data_dir=DEBIAN_FASHION)
+    assert ds.name == "fashion-mnist" and len(ds.x_train) == 60000
+    with pytest.warns(DataWarning, match="these are fashion-mnist's files, not mnist's"):
+        load_dataset("mnist", data_dir=DEBIAN_FASHION)
+
+
+# -- NMNP_DATA that is not a folder ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, problem", [("missing", "does not exist"), ("file", "is a file, not a folder")])
+def test_an_nmnp_data_that_is_no_folder_warns_and_the_search_goes_on(isolated, monkeypatch, kind, problem):
+    target = isolated / "env"
+    if kind == "file":
+        target.write_bytes(b"x")
+    write_tiny(isolated / "debian" / "mnist")
+    register(monkeypatch, "mnist", content_digests(isolated / "debian" / "mnist"))
+    monkeypatch.setenv("NMNP_DATA", str(target))
+    with pytest.warns(DataWarning) as caught:
+        ds = load_dataset("mnist")
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert str(caught[0].message).startswith(f"NMNP_DATA={target} {problem}; it is skipped")
+    assert ds.source == str(isolated / "debian" / "mnist")
+    with pytest.warns(DataWarning, match=f"NMNP_DATA={target} {problem}"):
+        find_dataset_files("mnist")
+    # Found nowhere: the error still lists NMNP_DATA among the places looked.
+    with pytest.warns(DataWarning, match="NMNP_DATA"), pytest.raises(DataError, match=r"\(NMNP_DATA\): no such"):
+        load_dataset("fashion-mnist")
+
+
+def test_an_nmnp_data_folder_without_this_dataset_is_passed_over_silently(isolated, monkeypatch):
+    (isolated / "env" / "fashion-mnist").mkdir(parents=True)  # holds another dataset only
+    write_tiny(isolated / "debian" / "mnist")
+    register(monkeypatch, "mnist", content_digests(isolated / "debian" / "mnist"))
+    monkeypatch.setenv("NMNP_DATA", str(isolated / "env"))
+    with no_data_warning():
+        assert load_dataset("mnist").source == str(isolated / "debian" / "mnist")
+
+
+# -- argument types -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, None])
+def test_download_must_be_a_bool(isolated, monkeypatch, bad):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was tried")
+
+    monkeypatch.setattr("nmnp.data.download.download_dataset", no_network)
+    with pytest.raises(ConfigError, match=rf"download must be True or False, got {bad!r}\."):
+        load_dataset("mnist", download=bad)
+    with pytest.raises(DataError, match="was not found"):  # a NumPy bool is a bool
+        load_dataset("mnist", download=np.bool_(False))
+
+
+@pytest.mark.parametrize("bad", [3, b"/tmp", True, ["/tmp"]])
+def test_data_dir_must_be_a_path(bad):
+    with pytest.raises(ConfigError, match=r"data_dir must be a folder path \(str or os.PathLike\), got"):
+        load_dataset("mnist", data_dir=bad)
+    with pytest.raises(ConfigError, match="data_dir must be a folder path"):
+        find_dataset_files("mnist", data_dir=bad)
+
+
+def test_dataset_name_must_be_a_non_empty_string():
+    x, y = np.zeros((4, 28, 28), np.uint8), np.arange(4)
+    for bad in (3, None, b"mnist", ""):
+        with pytest.raises(ConfigError, match=rf"Dataset name must be a non-empty string, got {bad!r}\."):
+            Dataset(bad, x, y, x, y)
+
+
+def test_dataset_classes_must_be_a_sequence_of_names_not_one_string():
+    x, y = np.zeros((4, 28, 28), np.uint8), np.arange(4)
+    with pytest.raises(ConfigError, match=r"classes must be a sequence of class names, one per label, "
+                                          r"got the single string '0123'"):
+        Dataset("t", x, y, x, y, classes="0123")
+    with pytest.raises(ConfigError, match="classes must be a sequence of class names, got int"):
+        Dataset("t", x, y, x, y, classes=10)
+    with pytest.raises(ConfigError, match=r"class names must be strings, got 0 in \(0, 1, 2, 3\)"):
+        Dataset("t", x, y, x, y, classes=range(4))
+    with pytest.raises(ConfigError, match="classes is empty"):
+        Dataset("t", x[:0], y[:0], x[:0], y[:0], classes=[])
+    ds = Dataset("t", x, y, x, y, classes=["a", "b", "c", "d"])  # a list of names is fine
+    assert ds.classes == ("a", "b", "c", "d") and ds.n_classes == 4
+    assert Dataset("t", x, y, x, y, classes=np.array(list("abcd"))).classes == tuple("abcd")

@@ -3,10 +3,12 @@ mirror fallback, and offline use that never touches the network."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import re
 import threading
+import warnings
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +20,7 @@ from nmnp.data import datasets as ds_mod
 from nmnp.data.datasets import ROLES, DatasetSpec, get_spec, load_dataset
 from nmnp.data.download import download_dataset
 from nmnp.data.idx import _encode, read_idx
-from nmnp.errors import ConfigError, DataError
+from nmnp.errors import ConfigError, DataError, DataWarning
 
 N_TRAIN, N_TEST = 20, 10
 # The served files are tiny stand-ins under a real name: loading them rightly warns that they
@@ -184,6 +186,24 @@ def test_load_dataset_offline_with_cached_files(tmp_path, monkeypatch):
         load_dataset("mnist", download=True)
 
 
+def test_a_verified_download_then_loads_without_a_content_warning(server, tmp_path, monkeypatch):
+    """load_dataset hashes the files it reads against the same registry digests the download
+    was verified with: a good download loads silently, a cached file changed since warns."""
+    _, url = server
+    monkeypatch.delenv("NMNP_DATA", raising=False)
+    monkeypatch.setenv("NMNP_CACHE", str(tmp_path))
+    monkeypatch.setattr(ds_mod, "DEBIAN_ROOT", tmp_path / "no-debian")
+    monkeypatch.setattr(ds_mod, "REGISTRY", {**ds_mod.REGISTRY, "mnist": dataclasses.replace(
+        get_spec("mnist"), n_train=N_TRAIN, n_test=N_TEST, mirrors=(url + "/good/",), sha256=DIGESTS)})
+    with warnings.catch_warnings():  # not a filterwarnings mark: this module's "ignore" would win
+        warnings.simplefilter("error", DataWarning)
+        ds = load_dataset("mnist", download=True)
+    np.testing.assert_array_equal(ds.x_test, GOOD["test_images"])
+    (tmp_path / "mnist" / FILES["test_images"]).write_bytes(gzip.compress(_encode(OTHER["test_images"])))
+    with pytest.warns(DataWarning, match=rf"{FILES['test_images']} \(SHA-256 [0-9a-f]{{16}}\) is no registered"):
+        load_dataset("mnist", download=True)
+
+
 # -- the registry's download data ----------------------------------------------------------
 
 
@@ -197,6 +217,12 @@ def test_registry_mirrors_and_digests_are_well_formed():
             assert digest is None or re.fullmatch(r"[0-9a-f]{64}", digest)
     assert all(get_spec("fashion-mnist").sha256.values()) and all(get_spec("mnist").sha256.values())
     assert not any(get_spec("kmnist").sha256.values())  # none published: structure checks only
+
+
+def test_no_two_registered_files_share_a_digest():
+    """A folder's files are named as another dataset's by their digests: each must be one file's."""
+    digests = [d for spec in ds_mod.REGISTRY.values() for d in spec.sha256.values() if d]
+    assert len(digests) == 12 and len(set(digests)) == len(digests)
 
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="no Debian Fashion-MNIST")

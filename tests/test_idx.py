@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nmnp.data import idx as idx_mod
-from nmnp.data.idx import gunzip_bytes, read_idx, read_idx_bytes, write_idx
+from nmnp.data.idx import gunzip_bytes, read_idx, read_idx_bytes, read_idx_hashed, write_idx
 from nmnp.errors import DataError, ShapeError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -62,6 +63,38 @@ def test_multi_member_gzip_and_zero_padding_are_accepted():
     raw = idx_bytes(np.arange(10, dtype=np.uint8))
     two_members = gzip.compress(raw[:7]) + gzip.compress(raw[7:]) + b"\0" * 5
     np.testing.assert_array_equal(read_idx_bytes(two_members), np.arange(10))
+
+
+def test_read_idx_hashed_hashes_the_decompressed_content_once(tmp_path):
+    """The registry's digests are of the content, so a recompressed copy (Debian's) verifies."""
+    array = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
+    raw = idx_bytes(array)
+    (tmp_path / "a").write_bytes(raw)
+    (tmp_path / "a.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    (tmp_path / "b.gz").write_bytes(gzip.compress(raw, compresslevel=9, mtime=12345))
+    digest = hashlib.sha256(raw).hexdigest()
+    for name in ("a", "a.gz", "b.gz"):
+        got, hexdigest = read_idx_hashed(tmp_path / name)
+        np.testing.assert_array_equal(got, array)
+        assert hexdigest == digest, name
+    assert read_idx_hashed(tmp_path / "a.gz", hash_content=False)[1] is None
+    (tmp_path / "c").write_bytes(idx_bytes(array + 1))
+    assert read_idx_hashed(tmp_path / "c")[1] != digest  # another content, another digest
+
+
+def test_read_idx_hashed_fails_like_read_idx(tmp_path):
+    with pytest.raises(DataError, match="nope.gz does not exist"):
+        read_idx_hashed(tmp_path / "nope.gz")
+    with pytest.raises(DataError, match="is a folder"):
+        read_idx_hashed(tmp_path)
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"\x08\x00\x08\x01")[:-3])
+    with pytest.raises(DataError, match="bad.gz is a truncated gzip stream|bad.gz is not a valid gzip"):
+        read_idx_hashed(tmp_path / "bad.gz")
+    (tmp_path / "twice.gz").write_bytes(gzip.compress(gzip.compress(idx_bytes(np.zeros(3, np.uint8)))))
+    with pytest.raises(DataError, match="wrong magic number"):  # decompressed once, as read_idx does
+        read_idx_hashed(tmp_path / "twice.gz")
+    with pytest.raises(DataError, match="wrong magic number"):
+        read_idx(tmp_path / "twice.gz")
 
 
 def test_missing_file(tmp_path):

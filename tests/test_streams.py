@@ -20,7 +20,7 @@ from nmnp.continual.streams import (
     make_stream,
 )
 from nmnp.data import Dataset, load_dataset, normalize, pixel_stats, rotate_images
-from nmnp.errors import ConfigError, ShapeError, TaskError
+from nmnp.errors import ConfigError, DataError, ShapeError, TaskError
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_invalid_rotation_arguments(small):
         RotatedStream(small, 3, interpolation="cubic")
     with pytest.raises(ConfigError, match="Dataset"):
         RotatedStream(small.x_train, 3)
-    for not_a_number in ("10", True, None, [10]):  # float() would take the first two
+    for not_a_number in ("10", True, np.bool_(True), None, [10], np.complex128(10)):  # float() would take "10", True
         with pytest.raises(ConfigError, match=r"step must be a number of degrees, got"):
             RotatedStream(small, 3, step=not_a_number)
 
@@ -329,6 +329,36 @@ def test_normalize_refuses_a_read_only_out(small):
     out.flags.writeable = False
     with pytest.raises(ShapeError, match="read-only"):
         normalize(small.x_train, 0.2, 0.3, out=out)
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: RotatedStream(d, 2), lambda d: PermutedStream(d, 2), lambda d: SplitStream(d, 2),
+])  # fmt: skip
+@pytest.mark.parametrize("value", [0, 7, 255])
+def test_training_images_of_zero_variance_are_named_at_construction(make, value):
+    """Not normalize's "std must be a finite number >= 1.17549e-38, got 0.0" when a task is
+    built: the stream says what is wrong with the data, before anything is built."""
+    blank = np.full((20, 28, 28), value, np.uint8)
+    varied = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    labels = np.arange(20) % 10
+    data = Dataset("blank", blank, labels, varied, labels[:10], source="test")
+    with pytest.raises(DataError, match=rf"the training images of dataset 'blank' have zero variance: "
+                                        rf"every one of their 15,680 pixels is {value} "):
+        make(data)
+    # One pixel different is enough to standardise (a tiny std, but a valid one).
+    blank[3, 4, 5] = value ^ 1
+    stream = make(data)
+    assert 0 < stream.std < 1e-2 and np.isfinite(stream[0].x_train).all()
+
+
+@pytest.mark.parametrize("bad", [{}, (), [], np.empty((200, 784), np.float32)])
+@pytest.mark.parametrize("split", ["test_split", "training_split"])
+def test_buffers_that_are_not_input_buffers_are_named(small, split, bad):
+    stream = RotatedStream(small, 2)
+    with pytest.raises(ConfigError, match=rf"buffers must be an InputBuffers .*or None, got {type(bad).__name__}\."):
+        getattr(stream, split)(0, buffers=bad)
+    x, _ = getattr(stream, split)(0, buffers=InputBuffers())  # the right type works
+    assert x.dtype == np.float32
 
 
 # -- factory -------------------------------------------------------------------------------

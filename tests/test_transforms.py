@@ -190,20 +190,70 @@ def test_normalize_refuses_coefficients_that_overflow_float32():
         normalize(IMGS, 1e30, 1e-30)
 
 
-@pytest.mark.parametrize("pixels, fits, dtype, mean, std", [
-    (3e38, 3e37, np.float32, 0.3, 0.3),     # overflows in the scaling
-    (-3e38, -3e37, np.float32, 1e38, 1.0),  # overflows in the shift
-    (1e300, 1e37, np.float64, 0.3, 0.3),    # overflows in the cast to float32
+@pytest.mark.parametrize("dtype, high, fits", [
+    (np.float32, 1.0, 0.1),
+    (np.float64, 1.0, 0.1),
+    (np.uint8, 255, 25),
 ])
 @pytest.mark.parametrize("into_out", [False, True])
-def test_normalize_refuses_float_pixels_that_overflow_float32(pixels, fits, dtype, mean, std, into_out):
-    x = np.array([[0.5, pixels], [0.1, 0.2]], dtype=dtype)
+def test_normalize_refuses_a_mean_and_std_that_overflow_float32(dtype, high, fits, into_out):
+    # Pixels on the right scale, but a std this small makes 1 / std about 8.5e37, and the
+    # shift mean / std about -3e38: their sum for a white pixel overflows float32.
+    tiny = float(np.finfo(np.float32).tiny)
+    x = np.array([[0, high], [0, 0]], dtype=dtype)
     out = np.empty(x.shape, np.float32) if into_out else None
     with pytest.raises(ShapeError, match=r"normalize: pixels as large as .* overflow float32 once standardised"):
-        normalize(x, mean, std, out=out)
-    # Large values that fit come out finite.
+        normalize(x, -3.5, tiny, out=out)
+    # Smaller pixels fit and come out finite.
     x[0, 1] = fits
-    assert np.all(np.isfinite(normalize(x, mean, std, out=out)))
+    assert np.all(np.isfinite(normalize(x, -3.5, tiny, out=out)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_normalize_refuses_float_pixels_on_the_0_255_scale(dtype):
+    """The audit's case: uint8 pixels cast to float without dividing by 255 came out 255 times
+    too large, with no error."""
+    img = np.random.default_rng(1).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    with pytest.raises(ShapeError, match=r"normalize: float pixels must be on the \[0, 1\] scale, got "
+                       rf"{np.dtype(dtype)} pixels from 0 to 255; .*divide them by 255 first, or pass the uint8"):
+        normalize(img.astype(dtype), 0.286, 0.353)
+    out = np.empty((2, 784), np.float32)
+    with pytest.raises(ShapeError, match="divide them by 255"):  # into an out array too
+        normalize(img.astype(dtype), 0.286, 0.353, out=out)
+    # Both suggested fixes give the same, right, answer.
+    np.testing.assert_allclose(normalize(img.astype(dtype) / 255, 0.286, 0.353),
+                               normalize(img, 0.286, 0.353), atol=2e-3 if dtype == np.float16 else 1e-6)
+
+
+@pytest.mark.parametrize("pixels", [
+    [0.0, 2.0],            # just another scale
+    [-1.0, 1.0],           # the [-1, 1] scale
+    [-0.8102, 2.0227],     # already standardised
+    [0.5, 1.01],           # one pixel off by 1 %
+    [-0.01, 0.5],
+])  # fmt: skip
+def test_normalize_refuses_any_float_pixels_off_the_unit_scale(pixels):
+    x = np.array([pixels], dtype=np.float32)
+    with pytest.raises(ShapeError, match=r"float pixels must be on the \[0, 1\] scale, got float32 pixels from"):
+        normalize(x, 0.3, 0.3)
+
+
+@pytest.mark.parametrize("pixels", [[0.0, 1.0], [0.0, 1.0005], [-0.0005, 0.9], [1.0, 1.0]])
+def test_normalize_allows_float_rounding_just_outside_the_unit_scale(pixels):
+    x = np.array([pixels], dtype=np.float64)
+    np.testing.assert_allclose(normalize(x, 0.25, 0.5), (x - 0.25) / 0.5, rtol=1e-6)
+
+
+def test_normalize_judges_the_scale_by_the_finite_pixels_only():
+    # NaN and infinities pass through for the model's input check ...
+    ok = np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32)
+    out = normalize(ok, 0.5, 0.5)
+    assert np.isnan(out[0, 0]) and out[0, 1] == np.inf and out[0, 2] == -np.inf and out[0, 3] == 0.0
+    assert np.isnan(normalize(np.full((1, 3), np.nan, np.float32), 0.5, 0.5)).all()
+    # ... and do not hide finite pixels on the wrong scale beside them.
+    for non_finite in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ShapeError, match="got float32 pixels from 0 to 200"):
+            normalize(np.array([[non_finite, 0.0, 200.0]], dtype=np.float32), 0.5, 0.5)
 
 
 def test_normalize_passes_nan_and_inf_through_for_the_input_check():
@@ -241,3 +291,22 @@ def test_normalize_refuses_integer_pixels_other_than_uint8(dtype):
     np.testing.assert_allclose(
         normalize(x.astype(np.float32) / 255, 0.2, 0.5), normalize(x.astype(np.uint8), 0.2, 0.5), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("bad", ["10", True, np.bool_(True), False, None, [10], np.array(10.0), np.complex128(10)])
+def test_rotate_images_refuses_angles_that_are_not_real_numbers(bad):
+    """float() would take "10" (10 degrees) and True (1 degree): a typo, not an angle, as
+    RotatedStream already said for its step."""
+    with pytest.raises(ConfigError, match=r"degrees must be a number, got "):
+        rotate_images(IMGS, bad)
+
+
+@pytest.mark.parametrize("angle", [np.float32(30.0), np.float64(30.0), np.int64(30), 30])
+def test_rotate_images_accepts_python_and_numpy_numbers(angle):
+    np.testing.assert_array_equal(rotate_images(IMGS, angle), rotate_images(IMGS, 30.0))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), np.float32("-inf")])
+def test_rotate_images_refuses_non_finite_angles(bad):
+    with pytest.raises(ConfigError, match="degrees must be finite"):
+        rotate_images(IMGS, bad)

@@ -27,15 +27,14 @@ training split's statistics).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 
 from ..data.datasets import Dataset, pixel_stats
-from ..data.transforms import INTERPOLATIONS, normalize, rotate_images
-from ..errors import ConfigError, TaskError
+from ..data.transforms import INTERPOLATIONS, _check_degrees, normalize, rotate_images
+from ..errors import ConfigError, DataError, TaskError
 
 __all__ = [
     "Task",
@@ -136,6 +135,15 @@ class InputBuffers:
         return sum(a.nbytes for a in self._arrays.values())
 
 
+def _check_buffers(buffers) -> None:
+    """ConfigError unless ``buffers`` is None or an :class:`InputBuffers`."""
+    if buffers is not None and not isinstance(buffers, InputBuffers):
+        raise ConfigError(
+            f"buffers must be an InputBuffers (nmnp.continual.streams.InputBuffers) or None, got "
+            f"{type(buffers).__name__}."
+        )
+
+
 class TaskStream:
     """Base class: a lazily built sequence of tasks over one :class:`Dataset`.
 
@@ -146,6 +154,15 @@ class TaskStream:
     ----------
     dataset : Dataset
     n_tasks : int, >= 1
+
+    Raises
+    ------
+    ConfigError
+        If ``dataset`` is not a :class:`~nmnp.data.datasets.Dataset` or ``n_tasks`` is not
+        an integer >= 1.
+    DataError
+        If the training images have zero variance (every pixel the same value), so that
+        they cannot be standardised.
     """
 
     benchmark = "base"
@@ -160,6 +177,14 @@ class TaskStream:
         # Statistics of the untransformed training split, computed once and shared by all
         # tasks (see the module docstring).
         self.mean, self.std = pixel_stats(dataset.x_train)
+        if self.std == 0.0:  # any other std of uint8 pixels is far above float32's tiny
+            value = round(self.mean * 255)
+            raise DataError(
+                f"the training images of dataset {dataset.name!r} have zero variance: every one "
+                f"of their {dataset.x_train.size:,} pixels is {value} ({self.mean:.6g} on the "
+                "[0, 1] scale), so they cannot be standardised ((x - mean) / std divides by "
+                "std = 0) and hold nothing to learn from; check the image files or arrays."
+            )
         self._last: Task | None = None
 
     # -- sequence protocol -------------------------------------------------------------
@@ -204,9 +229,11 @@ class TaskStream:
         With ``buffers``, ``x_test`` is written into ``buffers``' test array (always built,
         never the kept task's) and is valid until the next test split written there;
         without, it is a new read-only array, or the kept task's when ``i`` was the last
-        task accessed.
+        task accessed. ``buffers`` other than None or an :class:`InputBuffers` is a
+        :class:`~nmnp.errors.ConfigError`.
         """
         i = self._check_index(i)
+        _check_buffers(buffers)
         if buffers is None and self._last is not None and self._last.task_id == i:
             return self._last.x_test, self._last.y_test
         _, test_idx, _ = self._select(i)
@@ -217,9 +244,11 @@ class TaskStream:
 
         Always built, never cached (a run trains each task once). With ``buffers``,
         ``x_train`` is written into ``buffers``' training array and is valid until the next
-        training split written there; without, it is a new read-only array.
+        training split written there; without, it is a new read-only array. ``buffers``
+        other than None or an :class:`InputBuffers` is a :class:`~nmnp.errors.ConfigError`.
         """
         i = self._check_index(i)
+        _check_buffers(buffers)
         train_idx, _, _ = self._select(i)
         return self._split(i, "train", train_idx, buffers)
 
@@ -311,11 +340,7 @@ class RotatedStream(TaskStream):
 
     def __init__(self, dataset: Dataset, n_tasks: int, step: float = 10.0, interpolation: str = "nearest"):
         # float() would also take "10" and True: a typo in a config file, not a number
-        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, float, np.number)):
-            raise ConfigError(f"step must be a number of degrees, got {step!r}.")
-        step = float(step)
-        if not math.isfinite(step):
-            raise ConfigError(f"step must be finite, got {step}.")
+        step = _check_degrees(step, "step")
         if interpolation not in INTERPOLATIONS:
             raise ConfigError(
                 f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}."

@@ -18,11 +18,20 @@ A full dataset is looked for, in this order (the first complete set of four file
 
 Each file may be gzip-compressed (``train-images-idx3-ubyte.gz``) or not
 (``train-images-idx3-ubyte``).
+
+Files found on disk load with a :class:`~nmnp.errors.DataWarning`, not an error, when they
+are not what their name promises: a ``NMNP_DATA`` that is not a folder (the search goes on
+without it); files of another size than the registry's; or, for a dataset with registered
+SHA-256 digests, files whose decompressed content does not match them, naming the registered
+dataset they belong to when they match another one's digests (Fashion-MNIST loaded as
+``"mnist"``). A deliberate subset or re-packaging is legitimate, so these load, but results
+will not compare with published figures.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +41,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ConfigError, DataError, DataWarning, ShapeError
-from .idx import read_idx, read_idx_bytes
+from .idx import read_idx_bytes, read_idx_hashed
 
 __all__ = [
     "Dataset",
@@ -247,6 +256,9 @@ class Dataset:
 
     Raises
     ------
+    ConfigError
+        If ``name`` is not a non-empty string, or ``classes`` is not a non-empty sequence of
+        strings (a single string such as ``"0123"`` is refused, not split into characters).
     ShapeError
         If an array has the wrong number of dimensions or dtype, or train and test images
         differ in size.
@@ -263,7 +275,9 @@ class Dataset:
     classes: tuple[str, ...] = tuple(str(d) for d in range(10))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "classes", tuple(self.classes))
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"Dataset name must be a non-empty string, got {self.name!r}.")
+        object.__setattr__(self, "classes", _class_names(self.name, self.classes))
         for split in ("train", "test"):
             x = getattr(self, f"x_{split}")
             y = getattr(self, f"y_{split}")
@@ -321,6 +335,29 @@ class Dataset:
             "image_shape": list(self.image_shape),
             "classes": list(self.classes),
         }
+
+
+def _class_names(name: str, classes) -> tuple[str, ...]:
+    """``classes`` as a tuple of str, or ConfigError: a string would be split into its
+    characters (``"0123"`` into four classes), and other non-sequences are no class list."""
+    if isinstance(classes, (str, bytes)):
+        raise ConfigError(
+            f"Dataset {name!r}: classes must be a sequence of class names, one per label, got "
+            f"the single string {classes!r}; write e.g. tuple({classes!r}) if you mean one "
+            "class per character."
+        )
+    try:
+        names = tuple(classes)
+    except TypeError:
+        raise ConfigError(
+            f"Dataset {name!r}: classes must be a sequence of class names, got {type(classes).__name__}."
+        ) from None
+    bad = [c for c in names if not isinstance(c, str)]
+    if bad:
+        raise ConfigError(f"Dataset {name!r}: class names must be strings, got {bad[0]!r} in {names!r}.")
+    if not names:
+        raise ConfigError(f"Dataset {name!r}: classes is empty; give one name per label.")
+    return names
 
 
 def pixel_stats(x_uint8: np.ndarray) -> tuple[float, float]:
@@ -453,10 +490,16 @@ def find_dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> 
     Raises
     ------
     ConfigError
-        If ``name`` is unknown.
+        If ``name`` is unknown, or ``data_dir`` is not a path.
     DataError
         If ``data_dir`` is given but missing or incomplete, or if no complete set of files
         exists anywhere; the message lists every place looked and how to get the data.
+
+    Warns
+    -----
+    DataWarning
+        If the ``NMNP_DATA`` environment variable names something that is not a folder (a
+        missing path, a file); the search goes on in the next places.
     """
     spec = get_spec(name)
     if spec.shipped:
@@ -470,13 +513,15 @@ def find_dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> 
         return found
 
     if data_dir is not None:
-        base = Path(data_dir).expanduser()
+        base = Path(_check_data_dir(data_dir)).expanduser()
         if not base.is_dir():
             raise DataError(f"data_dir {base} does not exist or is not a folder.")
     notes = []
     for label, folder in search_locations(spec.name, data_dir):
         if not folder.is_dir():
             notes.append(f"{folder} ({label}): no such folder")
+            if label == "NMNP_DATA" and folder == Path(os.environ["NMNP_DATA"]).expanduser():
+                _warn_bad_env_folder(folder)
             continue
         found, missing = dataset_files_in(folder, spec)
         if not missing:
@@ -497,6 +542,78 @@ def find_dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> 
     )
 
 
+def _check_data_dir(data_dir):
+    """``data_dir`` unchanged if it is a path (str or os.PathLike), else ConfigError."""
+    if isinstance(data_dir, (bytes, bool)) or not isinstance(data_dir, (str, os.PathLike)):
+        raise ConfigError(f"data_dir must be a folder path (str or os.PathLike), got {data_dir!r}.")
+    return data_dir
+
+
+def _warn(message: str) -> None:
+    """Emit a DataWarning attributed to the first caller outside ``nmnp/data``, so it points
+    at the user's ``load_dataset`` (or ``find_dataset_files``) line, however deep it came from."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(DataWarning(message), stacklevel=level)
+
+
+def _warn_bad_env_folder(folder: Path) -> None:
+    """Warn that NMNP_DATA names no folder. A warning, not an error: the variable is set once
+    for every run and dataset (a shell profile, a job script), and a stale value must not stop
+    a run whose data are found in the next places; but it must not be skipped in silence."""
+    what = "is a file, not a folder" if folder.exists() else "does not exist"
+    _warn(f"NMNP_DATA={os.environ['NMNP_DATA']} {what}; it is skipped and the dataset looked for "
+          "in the next places (set NMNP_DATA to the folder holding the dataset files, or unset it)")
+
+
+def _digest_owners() -> dict[str, list[tuple[str, str]]]:
+    """Registered decompressed-content digest -> the (dataset, role) pairs it belongs to."""
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for other in REGISTRY.values():
+        for role, digest in other.sha256.items():
+            if digest:
+                owners.setdefault(digest.lower(), []).append((other.name, role))
+    return owners
+
+
+def _digest_problem(
+    spec: DatasetSpec, digests: dict[str, str], names: dict[str, str]
+) -> tuple[str, bool] | None:  # fmt: skip
+    """What is wrong with files whose content digests are ``digests`` (role -> hex) when
+    loaded as ``spec``; None when every digest the registry has for ``spec`` matches.
+
+    Returns
+    -------
+    clause : str
+        For a warning. When the four files are all another registered dataset's (each in
+        its own role), that dataset is named; otherwise each differing file is listed, with
+        the dataset and role it belongs to when its digest is registered.
+    identified : bool
+        Whether some differing file was recognised as another registered file.
+    """
+    expected = {role: d.lower() for role, d in spec.sha256.items() if d}
+    differ = [role for role in ROLES if role in expected and digests.get(role) != expected[role]]
+    if not differ:
+        return None
+    for other in REGISTRY.values():
+        known = {role: d.lower() for role, d in other.sha256.items() if d}
+        if other.name != spec.name and known and all(digests.get(r) == d for r, d in known.items()):
+            return (f"these are {other.name}'s files, not {spec.name}'s (their content has "
+                    f"{other.name}'s registered SHA-256 digests), so the class names would be "
+                    f"wrong: load them under the name {other.name!r}"), True
+    owners = _digest_owners()
+    described, identified = [], False
+    for role in differ:
+        belongs = [f"{ds}'s {r}" for ds, r in owners.get(digests[role], ())]
+        identified = identified or bool(belongs)
+        described.append(f"{Path(names[role]).name} (SHA-256 {digests[role][:16]}) is "
+                         + (" and ".join(belongs) if belongs else "no registered dataset's file"))
+    return (f"their content does not match {spec.name}'s registered SHA-256 digests: "
+            + ", ".join(described)), identified
+
+
 def _check_pair(images: np.ndarray, labels: np.ndarray, img_file: str, lbl_file: str) -> None:
     """File-level checks that name the file, before :class:`Dataset` checks the arrays."""
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -513,21 +630,30 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, img_file: str, lbl_file:
         raise DataError(f"{img_file} has {len(images)} images but {lbl_file} has {len(labels)} labels.")
 
 
-def _build(spec: DatasetSpec, arrays: dict[str, np.ndarray], names: dict[str, str], source: str) -> Dataset:
+def _build(
+    spec: DatasetSpec, arrays: dict[str, np.ndarray], names: dict[str, str], source: str,
+    digests: dict[str, str] | None = None,
+) -> Dataset:  # fmt: skip
     for split in ("train", "test"):
         _check_pair(
             arrays[f"{split}_images"], arrays[f"{split}_labels"],
             names[f"{split}_images"], names[f"{split}_labels"],
         )  # fmt: skip
-    # Downloads are verified; files found on disk are only read. Files of another size under
-    # this name (a subset, another dataset) still load, but the user must know.
+    # Files found on disk are checked against the registry, in one warning: files of another
+    # size, or another content, under this name (a subset, another dataset) still load, but
+    # the user must know. Mismatched content is named only when the sizes do not already say
+    # the files differ, unless the files are identified as another registered dataset's.
     odd = [f"{names[role]} holds {arrays[role].shape}, not {spec.expected_shape(role)}"
            for role in ("train_images", "test_images")
            if arrays[role].shape != spec.expected_shape(role)]
-    if odd:
-        warnings.warn(DataWarning(
-            f"{spec.name} files of an unexpected size: {'; '.join(odd)}; results will not "
-            "compare with published figures"), stacklevel=3)
+    content = _digest_problem(spec, digests, names) if digests else None
+    parts = [f"{spec.name} files of an unexpected size: {'; '.join(odd)}"] if odd else []
+    if content is not None and not odd:
+        parts.append(f"{spec.name} files in {source}: {content[0]}")
+    elif content is not None and content[1]:  # the sizes say they differ; say whose they are
+        parts.append(content[0])
+    if parts:
+        _warn("; ".join(parts) + "; results will not compare with published figures")
     return Dataset(
         name=spec.name,
         x_train=arrays["train_images"],
@@ -572,7 +698,8 @@ def load_dataset(
     download : bool
         If the files are found nowhere, download them into the cache (verified; see
         :func:`nmnp.data.download.download_dataset`). Files already present anywhere on the
-        search path are used without touching the network.
+        search path are used without touching the network. A real bool (``True``/``False``,
+        or a NumPy bool): a string such as ``"no"`` is refused, not taken as true.
 
     Returns
     -------
@@ -581,11 +708,25 @@ def load_dataset(
     Raises
     ------
     ConfigError
-        If ``name`` is unknown, or ``data_dir`` is given for the shipped dataset (it would be
-        ignored, and an explicit folder is never silently replaced by another copy).
+        If ``name`` is unknown, ``download`` is not a bool, ``data_dir`` is not a path, or
+        ``data_dir`` is given for the shipped dataset (it would be ignored, and an explicit
+        folder is never silently replaced by another copy).
     DataError
         If the files are missing, unreadable or malformed, or the download fails.
+
+    Warns
+    -----
+    DataWarning
+        If files found on disk are not what the name promises: another size than the
+        registry's, or (for a dataset with registered digests: all but KMNIST) content whose
+        SHA-256 does not match, naming the registered dataset the files belong to when they
+        match one (Fashion-MNIST's files loaded as ``"mnist"``). Also if ``NMNP_DATA`` names
+        no folder (see :func:`find_dataset_files`).
     """
+    if not isinstance(download, (bool, np.bool_)):
+        raise ConfigError(f"download must be True or False, got {download!r}.")
+    if data_dir is not None:
+        _check_data_dir(data_dir)
     spec = get_spec(name)
     if spec.shipped:
         if data_dir is not None:
@@ -602,6 +743,13 @@ def load_dataset(
         from .download import download_dataset
 
         paths = download_dataset(spec.name)
-    arrays = {role: read_idx(path) for role, path in paths.items()}
+    # Hashing the decompressed content costs about 0.03 s for the 55 MB of a full dataset,
+    # against about 0.2 s for reading and decompressing it; datasets without registered
+    # digests (KMNIST) are not hashed.
+    hashed = any(spec.sha256.values())
+    arrays, digests = {}, {}
+    for role, path in paths.items():
+        arrays[role], digests[role] = read_idx_hashed(path, hash_content=hashed)
     names = {role: str(path) for role, path in paths.items()}
-    return _build(spec, arrays, names, source=str(paths["train_images"].parent))
+    return _build(spec, arrays, names, source=str(paths["train_images"].parent),
+                  digests=digests if hashed else None)

@@ -21,6 +21,7 @@ is allocated.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import secrets
 import struct
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import DataError, ShapeError
 
-__all__ = ["read_idx", "read_idx_bytes", "write_idx", "gunzip_bytes", "GZIP_MAGIC"]
+__all__ = ["read_idx", "read_idx_bytes", "read_idx_hashed", "write_idx", "gunzip_bytes", "GZIP_MAGIC"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -124,6 +125,11 @@ def read_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
     data = bytes(data)
     if data[:2] == GZIP_MAGIC:
         data = gunzip_bytes(data, name)
+    return _parse_idx(data, name)
+
+
+def _parse_idx(data: bytes, name: str) -> np.ndarray:
+    """The array held in the uncompressed IDX bytes ``data`` (see :func:`read_idx_bytes`)."""
     if len(data) < 4:
         raise DataError(
             f"IDX file {name} is truncated: it has {len(data)} bytes, fewer than the 4-byte magic number."
@@ -184,6 +190,34 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     DataError
         If the file is missing or unreadable, or its content is not valid IDX.
     """
+    return read_idx_hashed(path, hash_content=False)[0]
+
+
+def read_idx_hashed(path: str | os.PathLike, hash_content: bool = True) -> tuple[np.ndarray, str | None]:
+    """Read an IDX file from disk, as :func:`read_idx` does, and hash its content on the way.
+
+    The SHA-256 is of the *decompressed* bytes (the digests the dataset registry holds), so
+    a recompressed copy of a file has the same digest as the original. The file is read and
+    decompressed once for both the array and the digest.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    hash_content : bool
+        Compute the digest; with False the second item is None and nothing is hashed.
+
+    Returns
+    -------
+    array : ndarray
+        As from :func:`read_idx`.
+    sha256 : str or None
+        Hexadecimal SHA-256 of the decompressed content.
+
+    Raises
+    ------
+    DataError
+        If the file is missing or unreadable, or its content is not valid IDX.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"IDX file {path} does not exist.")
@@ -193,7 +227,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"IDX file {path} cannot be read ({exc.strerror or exc}).") from exc
-    return read_idx_bytes(data, str(path))
+    if data[:2] == GZIP_MAGIC:
+        data = gunzip_bytes(data, str(path))
+    digest = hashlib.sha256(data).hexdigest() if hash_content else None
+    return _parse_idx(data, str(path)), digest
 
 
 def _encode(array: np.ndarray) -> bytes:

@@ -37,6 +37,24 @@ _BILINEAR_BLOCK = 4096
 # about 8.5e37, finite in float32 (a subnormal std such as 1e-320 made every output NaN).
 _MIN_STD = float(np.finfo(np.float32).tiny)
 
+# How far float pixels may stray outside [0, 1] (rounding in the caller's own arithmetic, e.g.
+# a blend or a float16 cast) before normalize refuses them as being on another scale.
+_SCALE_TOLERANCE = 1e-3
+
+
+def _check_degrees(value, what: str, noun: str = "a number of degrees") -> float:
+    """``value`` as a finite float, or ConfigError saying that ``what`` must be ``noun``.
+
+    Only real numbers are accepted: ``float()`` would also take the string ``"10"`` and
+    ``True`` (1 degree), which are a typo in a config file, not an angle.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{what} must be {noun}, got {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{what} must be finite, got {value}.")
+    return value
+
 
 def _rotation_terms(degrees: float) -> tuple[float, float]:
     """``(cos, sin)`` of the angle, rounded to 15 decimals as PIL does, so that multiples of
@@ -150,7 +168,8 @@ def rotate_images(images: np.ndarray, degrees: float, interpolation: str = "near
         Raw pixels (0..255 for uint8); rotation happens before any normalisation, so the
         black fill is true black.
     degrees : float
-        Counter-clockwise angle as displayed. Any finite value; it is taken modulo 360.
+        Counter-clockwise angle as displayed. Any finite real number (Python or NumPy
+        scalar; strings and bools are refused); it is taken modulo 360.
     interpolation : {"nearest", "bilinear"}
         ``"nearest"`` copies the source pixel containing the sampling point (the same
         choice as PIL's ``NEAREST``). ``"bilinear"`` blends the four neighbouring pixels;
@@ -168,19 +187,14 @@ def rotate_images(images: np.ndarray, degrees: float, interpolation: str = "near
     ShapeError
         If ``images`` is not 3-D or not numeric.
     ConfigError
-        If ``degrees`` is not finite or ``interpolation`` is unknown.
+        If ``degrees`` is not a finite real number or ``interpolation`` is unknown.
     """
     images = _check_images(images, "rotate_images")
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(
             f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}."
         )
-    try:
-        degrees = float(degrees)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"degrees must be a number, got {degrees!r}.") from exc
-    if not math.isfinite(degrees):
-        raise ConfigError(f"degrees must be finite, got {degrees}.")
+    degrees = _check_degrees(degrees, "degrees", "a number")
     if degrees % 360.0 == 0.0:
         return images.copy()
 
@@ -232,10 +246,13 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
     Parameters
     ----------
     images : (N, H, W) or (N, D) array, uint8 or float
-        uint8 pixels (0..255) are first scaled to [0, 1] (divided by 255); float pixels are
-        taken to be on that [0, 1] scale already and used as they are. Other integer dtypes
-        are refused: int64 pixels in 0..255 (what ``np.asarray`` makes of a list of rows)
-        would otherwise come out 255 times too large. ``mean`` and ``std`` are on the [0, 1]
+        uint8 pixels (0..255) are first scaled to [0, 1] (divided by 255); float pixels must
+        be on that [0, 1] scale already and are used as they are. Pixels on another scale are
+        refused, since they would come out 255 times too large: other integer dtypes (int64
+        pixels in 0..255 are what ``np.asarray`` makes of a list of rows), and float pixels
+        outside [-0.001, 1.001] (the 0..255 scale as floats, or already standardised ones;
+        the margin allows for rounding). NaN and infinite pixels are passed through, for the
+        model's input check to report. ``mean`` and ``std`` are on the [0, 1]
         scale, as returned by :func:`nmnp.data.datasets.pixel_stats`. N may be 0.
     mean : float
         A finite real number (Python or NumPy scalar; bools refused).
@@ -255,10 +272,10 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
     Raises
     ------
     ShapeError
-        If ``images`` is not 2-D or 3-D, or its pixels are neither uint8 nor float; or if
-        ``out`` is not a writeable, C-contiguous float32 array of shape (N, H * W); or if a
-        float pixel overflows float32 once standardised (NaN and infinite pixels are passed
-        through, for the model's input check to report).
+        If ``images`` is not 2-D or 3-D, its pixels are neither uint8 nor float, or its
+        finite float pixels are off the [0, 1] scale; or if ``out`` is not a writeable,
+        C-contiguous float32 array of shape (N, H * W); or if a pixel overflows float32 once
+        standardised (with a ``mean`` and ``std`` far outside pixel statistics).
     ConfigError
         If ``mean`` or ``std`` is not a real number, ``mean`` is not finite, ``std`` is not
         finite or below float32's smallest normal number, or ``mean / std`` overflows float32.
@@ -271,6 +288,8 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
             "normalize needs uint8 pixels (0..255) or floats in [0, 1], got dtype "
             f"{images.dtype}; convert with .astype(np.uint8) or divide by 255 first."
         )
+    if images.dtype.kind == "f":
+        _check_unit_scale(images)
     mean, std = _real_arg("mean", mean), _real_arg("std", std)
     if not math.isfinite(mean):
         raise ConfigError(f"normalize: mean must be finite, got {mean}.")
@@ -301,9 +320,40 @@ def normalize(images: np.ndarray, mean: float, std: float, out: np.ndarray | Non
     except FloatingPointError:
         raise ShapeError(
             f"normalize: pixels as large as {np.nanmax(np.abs(flat)):.3g} overflow float32 once "
-            f"standardised (mean={mean}, std={std}); float pixels must be on the [0, 1] scale."
+            f"standardised (mean={mean}, std={std}); mean and std must be pixel statistics on "
+            "the [0, 1] scale, as pixel_stats returns."
         ) from None
     return out
+
+
+def _check_unit_scale(images: np.ndarray) -> None:
+    """ShapeError unless the finite values of the float array ``images`` lie in [0, 1], up to
+    ``_SCALE_TOLERANCE``. NaN and infinities are left for the model's input check.
+
+    Two reductions that allocate nothing (fmin/fmax skip NaN); only when one of them is
+    infinite is the minimum or maximum taken again over the finite values alone.
+    """
+    if images.size == 0:
+        return
+    low, high = np.fmin.reduce(images, axis=None), np.fmax.reduce(images, axis=None)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        finite = images[np.isfinite(images)]
+        if finite.size == 0:
+            return
+        low, high = finite.min(), finite.max()
+    low, high = float(low), float(high)
+    if high > 1.0 + _SCALE_TOLERANCE or low < -_SCALE_TOLERANCE:
+        hint = (
+            "they look like 0..255 pixels: divide them by 255 first, or pass the uint8 pixels "
+            "as they are"
+            if low >= -_SCALE_TOLERANCE and high <= 255.0 + _SCALE_TOLERANCE
+            else "pass the raw uint8 pixels (0..255), or float pixels divided by 255 into [0, 1]; "
+            "images already standardised need no normalize"
+        )
+        raise ShapeError(
+            f"normalize: float pixels must be on the [0, 1] scale, got {images.dtype} pixels "
+            f"from {low:.6g} to {high:.6g}; {hint}."
+        )
 
 
 def _real_arg(name: str, value) -> float:
