@@ -48,8 +48,8 @@ def test_a_second_holder_is_refused_with_the_path_and_the_lock_file(tmp_path):
     with lock.exclusive(path) as side:
         assert side == tmp_path / "run.nmnp.lock" and side.exists()
         # flock belongs to an open file, so a second open in this process conflicts too
-        with pytest.raises(ConfigError, match=r"checkpoint .*run\.npz is in use by another nmnp "
-                                              r"process \(it holds .*run\.npz\.lock\)"):
+        with pytest.raises(ConfigError, match=r"checkpoint .*run\.nmnp is in use by another nmnp "
+                                              r"process \(it holds .*run\.nmnp\.lock\)"):
             with lock.exclusive(path):
                 pass
     assert not side.exists()  # released and cleaned up
