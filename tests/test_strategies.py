@@ -236,6 +236,10 @@ def test_unknown_strategy_is_a_config_error_naming_the_choices():
     assert default_lr("crwn") == 0.01 and set(DEFAULT_LR) == set(STRATEGIES)
     assert default_lr("separate") == 3e-4 and default_lr("separate", "RMSprop") == 5e-5
     assert default_lr("supsup") == default_lr("supsup", "sgd") == 1e-4  # none measured: its default
+    with pytest.raises(ConfigError, match="Unknown optimizer name 'foo'"):
+        default_lr("crwn", "foo")  # not the strategy's default rate for a name nothing knows
+    with pytest.raises(ConfigError, match=r"unknown strategy \['crwn'\]"):
+        default_lr(["crwn"])  # a list is not hashable: named, not a raw TypeError
 
 
 @pytest.mark.parametrize("name", ["finetune", "separate", "supsup"])
@@ -338,3 +342,44 @@ def test_a_strategy_refuses_an_unknown_backend_and_keeps_its_own(rng):
         learner.set_backend("gpu")
     assert learner.backend == "numpy"
     np.testing.assert_array_equal(learner.forward(x, t), before)
+
+
+def sweep_pairs(text: str) -> dict:
+    """{(strategy, optimiser): {rate: accuracy}} from scripts/lr_sweep.py's output lines."""
+    import re
+
+    table = {}
+    for line in text.splitlines():
+        m = re.match(r"\s+(\w+)\s+(rmsprop|adam|sgd)\s+(.*)$", line)
+        if m:
+            table[m[1], m[2]] = {float(r): float(a) for r, a in re.findall(r"([\d.e-]+) -> ([\d.]+)", m[3])}
+    return table
+
+
+def test_the_quoted_learning_rate_sweep_is_the_scripts_output():
+    """Every 'rate -> accuracy' the strategies' docstring quotes is in results/lr-sweep.txt,
+    which scripts/lr_sweep.py writes; a figure typed by hand, or left from an older run, fails."""
+    import re
+    from pathlib import Path
+
+    import nmnp.strategies as strategies
+
+    measured = sweep_pairs((Path(__file__).parents[1] / "results" / "lr-sweep.txt").read_text())
+    doc = strategies.__doc__
+    section = doc[doc.index("Default training recipes"):doc.index("An optimiser given without")]
+    quoted = {}
+    for bullet in re.split(r"\n\* ", section)[1:]:
+        strategy = "supsup" if bullet.startswith("``supsup``") else "separate"
+        for optimizer, rest in re.findall(r"(RMSprop|Adam):(.*?)(?=(?:RMSprop|Adam):|$)", bullet, re.S):
+            for rate, acc in re.findall(r"\*{0,2}([\d.]+e-\d+) -> (\d\.\d{3})", rest):
+                quoted[strategy, optimizer.lower(), float(rate)] = float(acc)
+    assert len(quoted) == 7 + 4 + 6
+    for (strategy, optimizer, rate), acc in quoted.items():
+        assert measured[strategy, optimizer][rate] == acc, (strategy, optimizer, rate)
+    crwn = re.search(r"crwn with RMSprop 0.01 scores (\d\.\d{3}) on the same run, with Adam 0.01 (\d\.\d{3})",
+                     " ".join(section.split()))
+    assert (measured["crwn", "rmsprop"][0.01], measured["crwn", "adam"][0.01]) == (
+        float(crwn[1]), float(crwn[2]))
+    # the check reads what it claims: a changed figure is caught
+    assert sweep_pairs("  separate  adam     0.0003 -> 0.851")["separate", "adam"][3e-4] != quoted[
+        "separate", "adam", 3e-4]

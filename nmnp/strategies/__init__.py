@@ -27,19 +27,20 @@ explicitly (``--optimizer`` / ``--lr`` on the command line apply to every strate
 optimiser that was measured. ``crwn`` keeps the paper's RMSprop 0.01 and ``supsup`` SupSup's
 RMSprop 1e-4; the dense readouts (``finetune``, ``separate``) use Adam 3e-4. The rates come
 from a sweep on full Fashion-MNIST (one task, unrotated, one epoch, batch 128, seed 0; test
-accuracy; crwn with RMSprop 0.01 scores 0.824 on the same run, with Adam 0.01 0.827):
+accuracy; crwn with RMSprop 0.01 scores 0.824 on the same run, with Adam 0.01 0.827),
+which ``scripts/lr_sweep.py`` runs again (``results/lr-sweep.txt``, 2 threads):
 
 * dense readout (``separate``; ``finetune`` is the same on its first task), RMSprop:
-  1e-2 -> 0.744 (the loss blows up), 1e-3 -> 0.772, 3e-4 -> 0.789, 1e-4 -> 0.818,
-  **5e-5 -> 0.826**, 3e-5 -> 0.823, 1e-5 -> 0.801. Adam: 1e-3 -> 0.801, **3e-4 -> 0.852**,
-  1e-4 -> 0.843, 3e-5 -> 0.825. With RMSprop the 78,410-parameter readout only ties the
+  1e-2 -> 0.782, 1e-3 -> 0.776, 3e-4 -> 0.788, 1e-4 -> 0.818, **5e-5 -> 0.826**,
+  3e-5 -> 0.823, 1e-5 -> 0.801. Adam: 1e-3 -> 0.801, **3e-4 -> 0.852**, 1e-4 -> 0.843,
+  3e-5 -> 0.825. With RMSprop the 78,410-parameter readout only ties the
   7,841-parameter context after one epoch, so it would not be the upper bound it stands for;
   with Adam it is 2.8 points above. The encoder's activity is non-negative with a large
   common component (each sample's 7,840 activities sum to about 7,600), so a per-weight step
   of ``lr`` moves a logit by thousands of times ``lr``: a dense readout needs rates far below
   crwn's, whose weights stay fixed and small.
-* ``supsup`` (scores start within +-1/sqrt(n_units), about 0.011), RMSprop: 1e-2 -> 0.803,
-  1e-3 -> 0.805, 3e-4 -> 0.808, **1e-4 -> 0.819**, 3e-5 -> 0.796, 1e-5 -> 0.740; 1e-4 is
+* ``supsup`` (scores start within +-1/sqrt(n_units), about 0.011), RMSprop: 1e-2 -> 0.805,
+  1e-3 -> 0.804, 3e-4 -> 0.808, **1e-4 -> 0.818**, 3e-5 -> 0.796, 1e-5 -> 0.740; 1e-4 is
   also the rate SupSup published.
 
 An optimiser given without a learning rate gets the rate measured for it
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 from ..config import NetworkConfig
 from ..errors import ConfigError
+from ..optim import optimizer_class
 from .base import ReadoutStrategy, StrategyTask
 from .crwn import CRWN
 from .finetune import FineTune
@@ -79,7 +81,7 @@ DEFAULT_LR = {name: LEARNING_RATES[name][opt] for name, opt in DEFAULT_OPTIMIZER
 
 def check_strategy(name: str) -> str:
     """Return ``name`` if it is a known strategy; ConfigError naming the known ones if not."""
-    if name not in STRATEGIES:
+    if not isinstance(name, str) or name not in STRATEGIES:  # a list is not even hashable
         raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     return name
 
@@ -93,9 +95,14 @@ def default_lr(name: str, optimizer: str | None = None) -> float:
     """The learning rate strategy ``name`` uses with ``optimizer`` when none is given.
 
     The rate measured for that pair if there is one, else the strategy's default rate.
+    ConfigError for an unknown strategy or optimiser name.
     """
     rates = LEARNING_RATES[check_strategy(name)]
-    key = optimizer.lower() if isinstance(optimizer, str) else DEFAULT_OPTIMIZER[name]
+    if optimizer is None:
+        key = DEFAULT_OPTIMIZER[name]
+    else:
+        optimizer_class(optimizer)  # an unknown name fails here, not at the first step
+        key = optimizer.lower()
     return rates.get(key, DEFAULT_LR[name])
 
 
