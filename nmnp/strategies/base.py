@@ -184,7 +184,8 @@ class ReadoutStrategy(Classifier):
 
         The backend's fused encoder + readout kernel (``task_logits``) with unit gains and
         strength 1 computes exactly this product without materialising h, about four times
-        faster on the cpu backend than the encoder followed by a BLAS product. Training still
+        faster on the cpu backend than the encoder followed by a BLAS product (measured once,
+        during development). Training still
         forms h, because the weight gradient needs it.
         """
         ones = np.ones((1, self.config.n_units), dtype=self.dtype)
