@@ -15,9 +15,63 @@ from pathlib import Path
 from .errors import ConfigError, OutputError
 
 
+def as_path(path, what: str = "path", error: type = ConfigError, kind: str = "file") -> Path:
+    """``path`` (a ``str``, ``bytes`` or :class:`os.PathLike`) as a :class:`~pathlib.Path`.
+
+    Parameters
+    ----------
+    path : str, bytes or os.PathLike
+        Bytes are decoded as the file system does (:func:`os.fsdecode`).
+    what : str
+        Names the argument in the error, e.g. ``"checkpoint path"``.
+    error : type
+        The exception raised (a subclass of :class:`~nmnp.errors.NmnpError`).
+    kind : str
+        What the path names, for the message: ``"file"`` or ``"folder"``.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ConfigError (or ``error``)
+        If ``path`` is not a path at all (``None``, a number...), is empty (``Path("")``
+        would silently mean the current folder) or holds a NUL character.
+    """
+    try:
+        text = os.fsdecode(path)  # str, bytes and os.PathLike; TypeError for anything else
+    except TypeError:
+        raise error(f"{what} must be a str, bytes or os.PathLike, got {type(path).__name__}") from None
+    if not text:
+        raise error(f"{what} is empty: a {kind} name is needed")
+    if "\0" in text:
+        raise error(f"{what} {text!r} contains a NUL character")
+    return Path(text)
+
+
+def check_paths_given(paths: dict, kind: str = "file") -> None:
+    """ConfigError for a command-line path option given an empty name.
+
+    ``--json ""`` (a shell variable that was never set, say) must not be taken for "not
+    given", which would skip the output without a word, nor for the current folder.
+
+    Parameters
+    ----------
+    paths : dict
+        Option name -> its value (``None``: not given).
+    kind : str
+        What the option names, for the message: ``"file"`` or ``"folder"``.
+    """
+    for option, path in paths.items():
+        if path is not None and not os.fspath(path).strip():
+            raise ConfigError(f"{option} needs a {kind} name")
+
+
 def check_output_path(path) -> Path:
-    """Fail early, before any work, if ``path``'s folder does not exist or is not writable."""
-    path = Path(path)
+    """Fail early, before any work, if ``path``'s folder does not exist or is not writable
+    (or ``path`` is empty or not a path: :func:`as_path`)."""
+    path = as_path(path, "an output path")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"cannot write {path}: folder {folder} does not exist")

@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_bytes
+from .atomic import as_path, atomic_write_bytes
 from .config import NetworkConfig
-from .errors import CheckpointError, NmnpError, OutputError
+from .errors import CheckpointError, ConfigError, NmnpError, OutputError
 from .model import ModulatedNetwork, TaskContext
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Checkpoint", "save", "load", "read", "read_extra",
@@ -171,11 +171,13 @@ def save(model, path, extra: dict | None = None, *, _before_rename=None) -> Path
     Raises
     ------
     ConfigError
-        If the folder does not exist or is not writable.
+        If ``path`` is not a path (``None``, a number, an empty string), or its folder does
+        not exist or is not writable: checked before the model is serialised.
     CheckpointError
         If the model cannot be stored (non-finite context, non-JSON ``extra``) or the
         write fails (disk full...); an existing checkpoint is left unchanged.
     """
+    path = as_path(path, "checkpoint path")
     data = to_bytes(model, extra)
     try:
         return atomic_write_bytes(path, data, _before_rename=_before_rename)
@@ -189,7 +191,7 @@ def save(model, path, extra: dict | None = None, *, _before_rename=None) -> Path
 
 # --------------------------------------------------------------------------- reading
 def _read_file(path) -> bytes:
-    path = Path(path)
+    path = as_path(path, "checkpoint path")  # ConfigError for None, a number or ""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
@@ -333,12 +335,36 @@ def _tasks(header: dict, name: str) -> list[tuple[str, bool]]:
     return out
 
 
-def _compare_configs(stored: NetworkConfig, expected, name: str) -> None:
+def _expected_config(expected) -> NetworkConfig | None:
+    """``expected_config`` as a NetworkConfig (``None`` stays ``None``), checked before the
+    file is read: the caller's mistake is named as such, not as the file's."""
+    if expected is None or isinstance(expected, NetworkConfig):
+        return expected
     if isinstance(expected, dict):
         try:
-            expected = NetworkConfig.from_dict(expected)
-        except (NmnpError, TypeError) as err:  # the caller's mistake, not the file's
+            return NetworkConfig.from_dict(expected)
+        except (NmnpError, TypeError) as err:
             raise CheckpointError(f"the expected configuration is invalid ({err})") from None
+    raise ConfigError(f"expected_config must be a NetworkConfig, a dict or None, got "
+                      f"{type(expected).__name__} (e.g. NetworkConfig.flynet())")
+
+
+def _as_buffer(data) -> memoryview:
+    """``data`` (bytes, bytearray, memoryview or any contiguous buffer) as a byte view."""
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        raise ConfigError(f"data must be the bytes of a checkpoint (bytes, bytearray or memoryview), "
+                          f"got {type(data).__name__}") from None
+
+
+def _check_into(into) -> None:
+    if into is not None and not isinstance(into, ModulatedNetwork):
+        raise CheckpointError(f"a checkpoint can only be loaded into a ModulatedNetwork, got "
+                              f"{type(into).__name__}")
+
+
+def _compare_configs(stored: NetworkConfig, expected: NetworkConfig, name: str) -> None:
     a, b = stored.to_dict(), expected.to_dict()
     diffs = [f"{k} {a[k]!r} (checkpoint) vs {b[k]!r} (expected)" for k in a if a[k] != b[k]]
     if diffs:
@@ -349,7 +375,16 @@ def _compare_configs(stored: NetworkConfig, expected, name: str) -> None:
 
 def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expected_config=None,
                into=None) -> Checkpoint:
-    """Verify and decode a checkpoint held in memory (see :func:`read`)."""
+    """Verify and decode a checkpoint held in memory (see :func:`read`).
+
+    ``data`` is any bytes-like object (bytes, bytearray, memoryview); ``name`` names it in
+    errors. ConfigError for ``data`` that is not bytes-like or an ``expected_config`` of the
+    wrong kind; otherwise as :func:`read`.
+    """
+    data = _as_buffer(data)
+    expected_config = _expected_config(expected_config)
+    _check_into(into)
+    name = str(name)
     header, section = _verified_header(data, name)
     version = _PRELUDE.unpack_from(data)[1]
     config = _config_of(header, name)
@@ -360,9 +395,6 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
     if extra is not None and not isinstance(extra, dict):
         raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
     if into is not None:
-        if not isinstance(into, ModulatedNetwork):
-            raise CheckpointError(f"a checkpoint can only be loaded into a ModulatedNetwork, got "
-                                  f"{type(into).__name__}")
         if into.n_tasks:
             raise CheckpointError("a checkpoint can only be loaded into a network that has no tasks yet")
         expected_config = into.config if expected_config is None else expected_config
@@ -386,7 +418,7 @@ def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpo
 
     Parameters
     ----------
-    path : str or PathLike
+    path : str, bytes or PathLike
     backend : {"numpy", "cpu", "cuda"}
         Backend of the returned model (a checkpoint does not depend on the backend).
     expected_config : NetworkConfig or dict, optional
@@ -406,9 +438,16 @@ def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpo
         If the file is missing, unreadable, truncated, tampered with, of a newer format
         version, malformed, from another configuration, or its fixed weights do not
         regenerate to the stored fingerprint.
+    ConfigError
+        If ``path`` is not a path (``None``, a number, an empty string) or
+        ``expected_config`` is neither a NetworkConfig nor a dict: before the file is read
+        (as is an ``into`` that is not a ModulatedNetwork, a CheckpointError).
     BackendError
         If ``backend`` cannot run here.
     """
+    path = as_path(path, "checkpoint path")
+    expected_config = _expected_config(expected_config)
+    _check_into(into)
     return from_bytes(_read_file(path), str(path), backend, expected_config, into)
 
 
@@ -432,7 +471,7 @@ def load(path, backend: str = "cpu", expected_config=None):
 def read_extra(path) -> dict | None:
     """The ``extra`` data of a checkpoint, verified (magic, version, length, checksum), without
     regenerating the network: cheap enough to poll or to inspect a run before resuming it."""
-    name = str(path)
+    name = str(as_path(path, "checkpoint path"))
     header, _ = _verified_header(_read_file(path), name)
     extra = header.get("extra")
     if extra is not None and not isinstance(extra, dict):
@@ -444,6 +483,7 @@ def describe(path) -> dict:
     """A summary of a checkpoint without regenerating the network: version, configuration,
     task names and file size (for printing, or checking what a file holds)."""
     data = _read_file(path)
+    path = as_path(path, "checkpoint path")
     header, _ = _verified_header(data, str(path))
     return {
         "version": _PRELUDE.unpack_from(data)[1],

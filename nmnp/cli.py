@@ -19,7 +19,8 @@ import sys
 import numpy as np
 
 from .atomic import (
-    atomic_write_json, check_distinct_paths, check_output_path, check_report_path, same_file,
+    atomic_write_json, check_distinct_paths, check_output_path, check_paths_given,
+    check_report_path, same_file,
 )
 from .console import one_line_warnings, printer, reader_gone
 from .data.datasets import get_spec
@@ -212,23 +213,25 @@ def _expected_runtime(args, config: ExperimentConfig) -> str | None:
 def cmd_run(args) -> int:
     """``nmnp run``: build the stream, learn its tasks (resuming a checkpoint if asked), print
     the accuracy matrix and metrics, and write the JSON report and figure; returns 0."""
-    config = _resumed_config(args, args.resume) if args.resume else _config_from(args)
+    check_run_paths(args)
+    config = _resumed_config(args, args.resume) if args.resume is not None else _config_from(args)
     check_rotation_options(args, config)
     if config.data_dir is not None and get_spec(config.dataset).shipped:
         raise ConfigError(
             f"--data-dir is only for datasets read from files; {config.dataset} is shipped with nmnp"
         )
     get_backend(config.backend)  # an unusable backend (cuda without a GPU) fails now, before any data
-    checkpoint = args.checkpoint or args.resume
+    checkpoint = args.checkpoint if args.checkpoint is not None else args.resume
     # fail before hours of training, not after
-    if args.json:
+    if args.json is not None:
         check_report_path(args.json, "--json")
-    if args.plot:
+    if args.plot is not None:
         check_figure_path(args.plot, "--plot")
-    if checkpoint:
+    if checkpoint is not None:
         check_output_path(checkpoint)
     outputs = {"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}
-    if args.resume and not (args.checkpoint and same_file(args.checkpoint, args.resume)):
+    if args.resume is not None and not (args.checkpoint is not None
+                                        and same_file(args.checkpoint, args.resume)):
         outputs["--resume"] = args.resume  # read, then saved to after every task
     check_distinct_paths(outputs)
     if args.download:  # fetch into the cache now; the run then finds the files there
@@ -267,7 +270,7 @@ def cmd_run(args) -> int:
                 config,
                 progress=False if args.quiet else None,
                 on_task_end=lambda result, learner: say(format_row(result)),
-                on_report=save_so_far if args.json else None,
+                on_report=save_so_far if args.json is not None else None,
                 checkpoint=checkpoint,
                 resume=args.resume,
             )
@@ -275,7 +278,7 @@ def cmd_run(args) -> int:
         raise _with_what_was_kept(err, args, checkpoint, bool(partial)) from (
             None if isinstance(err, KeyboardInterrupt) else err)
     out["preset"] = args.preset  # as in compare's report (None: no preset)
-    if args.resume:
+    if args.resume is not None:
         before = out["resumed_from"]
         if before["tasks_done"] == config.tasks:
             say(f"{args.resume} already holds all {config.tasks} task(s): nothing left to train"
@@ -292,13 +295,21 @@ def cmd_run(args) -> int:
         say("earlier tasks' accuracies unchanged by later tasks: "
             + ("yes (every column identical)" if zero_forgetting(out_matrix(out)) else "NO")
             + _reuse_note(out))
-    if args.json:
+    if args.json is not None:
         say(f"results: {write_report(args.json, out, checkpoint)}")
-    if args.plot:
+    if args.plot is not None:
         from .plots import plot_continual_run
 
         say(f"figure: {plot_continual_run(out_matrix(out), args.plot, title=_title(config))}")
     return 0
+
+
+def check_run_paths(args) -> None:
+    """ConfigError, before anything else, for a path option of ``run`` given an empty name
+    (``--json ""``): it would otherwise be taken for "not given", or for the current folder."""
+    check_paths_given({"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint,
+                       "--resume": args.resume})
+    check_paths_given({"--data-dir": args.data_dir}, "folder")
 
 
 def _with_what_was_kept(err, args, checkpoint, partial_json: bool):

@@ -43,11 +43,12 @@ import contextlib
 import json
 import sys
 import time
+from typing import Mapping
 
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_json, check_distinct_paths, check_report_path
+from .atomic import atomic_write_json, check_distinct_paths, check_paths_given, check_report_path
 from .cli import SKIP_UNCHANGED_HELP, check_rotation_options, write_report
 from .console import printer
 from .continual import metrics
@@ -75,8 +76,22 @@ CONFIG_OPTIONS = (
 
 
 def parse_strategies(text) -> tuple[str, ...]:
-    """``"crwn,supsup"`` -> ``("crwn", "supsup")``; ConfigError for an unknown or repeated name."""
-    names = tuple(s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip())
+    """``"crwn,supsup"`` (or a sequence of names) -> ``("crwn", "supsup")``; ConfigError for
+    anything else, an unknown or repeated name, or none at all."""
+    if isinstance(text, str):
+        parts = text.split(",")
+    else:
+        try:
+            parts = list(text) if not isinstance(text, bytes) else None
+        except TypeError:  # not iterable: None, a number...
+            parts = None
+        if parts is None:
+            raise ConfigError(f"strategies must be a comma-separated string or a list of names "
+                              f"(from {', '.join(STRATEGIES)}), got {type(text).__name__}")
+        for part in parts:
+            if not isinstance(part, str):
+                raise ConfigError(f"strategy names must be strings, got {part!r} in {parts!r}")
+    names = tuple(s.strip() for s in parts if s.strip())
     if not names:
         raise ConfigError("no strategy given; choose from " + ", ".join(STRATEGIES))
     for name in names:
@@ -152,10 +167,20 @@ def run_comparison(
     Raises
     ------
     ConfigError
-        For an unknown strategy, preset or invalid option: every configuration is built
-        before the first run starts.
+        For ``options`` that is not a dict, an unknown strategy, preset or invalid option,
+        a callback that is not callable, or a ``finished`` comparison that cannot be
+        continued: every configuration is built before the first run starts.
     """
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"options must be a dict of ExperimentConfig fields (None: not given), "
+                          f"got {type(options).__name__}")
     names = parse_strategies(strategies)
+    if finished is not None and not isinstance(finished, dict):
+        raise ConfigError(f"finished must be a comparison (a dict) or None, got {type(finished).__name__}")
+    for hook_name, hook in (("on_task_end", on_task_end), ("on_strategy_start", on_strategy_start),
+                            ("on_strategy_end", on_strategy_end)):
+        if hook is not None and not callable(hook):
+            raise ConfigError(f"{hook_name} must be callable or None, got {type(hook).__name__}")
     configs = {name: resolve_config({**options, "strategy": name}, preset) for name in names}
     first = configs[names[0]]
     common = first.to_dict()
@@ -221,10 +246,28 @@ def _check_continuation(finished: dict, names, configs: dict, common: dict, pres
     missing = [k for k in ("strategies", "settings", "table", "results") if k not in finished]
     if missing:
         raise ConfigError(f"not a comparison written by nmnp compare: no {', '.join(missing)}")
+    kinds = {"strategies": list, "settings": dict, "table": list, "results": dict}
+    wrong = [k for k, kind in kinds.items() if not isinstance(finished[k], kind)]
+    if not wrong and not all(isinstance(name, str) for name in finished["strategies"]):
+        wrong.append("strategies")
+    if not wrong and not all(isinstance(row, dict) for row in finished["table"]):
+        wrong.append("table")
+    if wrong:
+        raise ConfigError(f"not a comparison written by nmnp compare: its {', '.join(wrong)} "
+                          "entry is malformed")
     done = list(finished["strategies"])
     if [row.get("strategy") for row in finished["table"]] != done or set(finished["results"]) != set(done):
         raise ConfigError("not a comparison written by nmnp compare: its strategies, table and "
                           "results do not agree")
+    for name in done:  # kept as they are, then drawn and tabled: a damaged one fails now
+        entry = finished["results"][name]
+        if not (isinstance(entry, dict) and all(k in entry for k in ("report", "summary", "storage"))):
+            raise ConfigError(f"the comparison to continue holds an incomplete result for {name}")
+        try:
+            ContinualResult.from_dict(entry["report"])
+        except ConfigError as err:
+            raise ConfigError(f"the comparison to continue holds an invalid result for {name} "
+                              f"({err})") from None
     if done != list(names[: len(done)]):
         raise ConfigError(
             f"the comparison to continue ran {', '.join(done)}; the strategies to run must "
@@ -406,11 +449,15 @@ def _resumed_settings(args, finished: dict) -> tuple[dict, list, str | None]:
 
 def cmd_compare(args) -> int:
     """Run ``python -m nmnp compare``; every check happens before the first run."""
-    finished = read_comparison(args.resume) if args.resume else None
-    report = args.json or args.resume  # a resumed comparison is written back where it was
-    if report:
+    # An empty name (`--json ""`) would otherwise pass for "not given", or for the current folder.
+    check_paths_given({"--json": args.json, "--plot": args.plot, "--resume": args.resume})
+    check_paths_given({"--data-dir": args.data_dir}, "folder")
+    finished = read_comparison(args.resume) if args.resume is not None else None
+    # a resumed comparison is written back where it was
+    report = args.json if args.json is not None else args.resume
+    if report is not None:
         check_report_path(report, "--json")
-    if args.plot:
+    if args.plot is not None:
         check_figure_path(args.plot, "--plot")
     check_distinct_paths({"--json": report, "--plot": args.plot})
     if finished is not None:
@@ -434,7 +481,7 @@ def cmd_compare(args) -> int:
 
     def save_so_far(name, so_far):
         # The finished strategies survive an interruption or a later strategy's failure.
-        if not (report and so_far["unfinished"]):
+        if report is None or not so_far["unfinished"]:
             return
         try:
             atomic_write_json(report, so_far)
@@ -446,7 +493,7 @@ def cmd_compare(args) -> int:
 
     try:
         # One writer per report: a second compare on it (a resume started twice) is refused.
-        with exclusive(report, "comparison report") if report else contextlib.nullcontext():
+        with exclusive(report, "comparison report") if report is not None else contextlib.nullcontext():
             # As in `run`: a diverging strategy is reported once, by train_task, not by NumPy too.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 comparison = run_comparison(
@@ -458,7 +505,7 @@ def cmd_compare(args) -> int:
                     finished=finished,
                 )
             printer()(format_table(comparison))  # printed even with --quiet: it is the result
-            if report:
+            if report is not None:
                 say(f"results: {write_report(report, comparison)}")
     except (NmnpError, KeyboardInterrupt) as err:
         if saved and not isinstance(err, OutputError):
@@ -468,7 +515,7 @@ def cmd_compare(args) -> int:
                 raise type(err)(note) from None
             raise type(err)(f"{err}; {note}") from err
         raise
-    if args.plot:
+    if args.plot is not None:
         title = f"{c.benchmark} {c.dataset}, {c.tasks} tasks, {epochs_text(c)}, seed {c.seed}"
         say(f"figure: {plot_comparison(comparison, args.plot, title)}")
     return 0

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+from .atomic import check_paths_given
 from .console import printer, reader_gone
 from .errors import NmnpError
 from .experiment import ExperimentConfig, format_row, run_experiment, zero_forgetting
@@ -36,9 +37,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="where to write the figure (.png, .pdf or .svg)")
     parser.add_argument("--backend", default="cpu", choices=("numpy", "cpu", "cuda"))
     args = parser.parse_args(argv)
-    out = args.out or _default_output()
     config = ExperimentConfig(**{**DEMO.to_dict(), "backend": args.backend})
     try:
+        # `--out ""` is a mistake (an unset shell variable), not a request for the default
+        check_paths_given({"--out": args.out})
+        out = args.out if args.out is not None else _default_output()
         with sigterm_as_interrupt():
             return _run(config, out)
     except NmnpError as err:

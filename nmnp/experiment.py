@@ -11,7 +11,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -23,12 +23,19 @@ from .continual.streams import make_stream
 from .data.datasets import load_dataset
 from .errors import CheckpointError, ConfigError, NmnpError
 from .model import ModulatedNetwork
-from .strategies import check_strategy, default_lr, default_optimizer, make_strategy
+from .strategies import STRATEGIES, check_strategy, default_lr, default_optimizer, make_strategy
 from .system import describe_machine, set_threads
 from .train import TrainSettings
 
 BENCHMARKS = ("rotated", "permuted", "split")
 INTERPOLATIONS = ("nearest", "bilinear")
+
+
+#: The integer fields of :class:`ExperimentConfig` and the least value each may take
+#: (``None``: checked elsewhere, by :class:`~nmnp.train.TrainSettings` or
+#: :class:`~nmnp.config.NetworkConfig`, with their own messages).
+_INTEGER_FIELDS = {"tasks": 1, "epochs": None, "max_steps": None, "batch_size": None, "seed": None,
+                   "threads": 1, "units": None, "k": None}
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class ExperimentConfig:
     skip_unchanged: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.strategy, str):  # check_strategy would fail on a list's hash
+            raise ConfigError(f"strategy must be a name, one of {', '.join(STRATEGIES)}; "
+                              f"got {self.strategy!r}")
         check_strategy(self.strategy)
         # Frozen dataclass: the recipe is filled in once, here, so the stored config (JSON,
         # checkpoints) always names the optimiser and rate that were actually used.
@@ -81,14 +91,31 @@ class ExperimentConfig:
             raise ConfigError(
                 f"unknown interpolation {self.interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}"
             )
-        if not isinstance(self.tasks, int) or self.tasks < 1:
-            raise ConfigError(f"tasks must be at least 1, got {self.tasks!r}")
+        # Counts may be NumPy integers (read from an array) but not booleans (True is an int
+        # to Python, never a count); each is stored as a plain int, so to_dict stays JSON.
+        for name, minimum in _INTEGER_FIELDS.items():
+            value = getattr(self, name)
+            if value is None and name in ("max_steps", "threads"):
+                continue
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            if minimum is not None and value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.data_dir is not None:  # "" would silently mean the current folder
+            from .atomic import as_path
+
+            as_path(self.data_dir, "data_dir", kind="folder")
+            object.__setattr__(self, "data_dir", os.fsdecode(self.data_dir))  # JSON-ready text
         if (isinstance(self.step, (bool, np.bool_)) or not isinstance(self.step, (int, float, np.number))
                 or not math.isfinite(self.step)):
             raise ConfigError(f"step must be a finite number of degrees, got {self.step!r}")
+        object.__setattr__(self, "step", float(self.step))
         if not isinstance(self.skip_unchanged, bool):
             raise ConfigError(f"skip_unchanged must be True or False, got {self.skip_unchanged!r}")
-        self.train_settings()  # validates epochs, max_steps, lr, batch size, seed
+        # validates epochs, max_steps, lr, batch size, seed; lr is kept as the plain float used
+        object.__setattr__(self, "lr", self.train_settings().lr)
+        self.network_config()  # validates units and k (n_units, inputs_per_unit) and the size
 
     def train_settings(self) -> TrainSettings:
         """The :class:`~nmnp.train.TrainSettings` every task of the run is trained with."""
@@ -108,6 +135,8 @@ class ExperimentConfig:
     def from_dict(cls, d: dict) -> "ExperimentConfig":
         """The configuration :meth:`to_dict` wrote; keys it does not know are ignored, missing
         ones take their defaults, and values are validated as in the constructor."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"an experiment configuration must be a dict, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -179,7 +208,9 @@ def stored_run_config(path) -> ExperimentConfig:
     Raises
     ------
     CheckpointError
-        If the file is not a valid checkpoint or holds no run (e.g. one from ``model.save``).
+        If the file is not a valid checkpoint, holds no run (e.g. one from ``model.save``),
+        or holds a run whose configuration or result is invalid (edited, or damaged before
+        its checksum was written).
     """
     from . import checkpoint
 
@@ -190,9 +221,20 @@ def stored_run_config(path) -> ExperimentConfig:
             "`nmnp run --checkpoint`)"
         )
     try:
-        return ExperimentConfig.from_dict(extra["experiment"])
+        config = ExperimentConfig.from_dict(extra["experiment"])
     except (NmnpError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} holds an invalid run configuration ({err})") from None
+    _stored_result(extra, path)  # a damaged result is named now, before any network or data
+    return config
+
+
+def _stored_result(extra: dict, path) -> ContinualResult:
+    """The run result a checkpoint's ``extra`` holds, validated
+    (:meth:`~nmnp.continual.runner.ContinualResult.from_dict`); CheckpointError otherwise."""
+    try:
+        return ContinualResult.from_dict(extra["result"])
+    except (NmnpError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} holds an invalid run result ({err})") from None
 
 
 def config_differences(a: ExperimentConfig, b: ExperimentConfig, ignore=RESUMABLE_CHANGES) -> list[str]:
@@ -219,10 +261,7 @@ def _resume_state(config: ExperimentConfig, path):
             f"checkpoints hold neuromodulated networks; strategy {config.strategy!r} cannot be resumed"
         )
     ck = checkpoint.read(path, into=learner)
-    try:
-        result = ContinualResult.from_dict(ck.extra["result"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} holds an unreadable run result ({err!r})") from None
+    result = _stored_result(ck.extra, path)
     if result.n_tasks != ck.model.n_tasks:
         raise CheckpointError(
             f"checkpoint {path} holds {ck.model.n_tasks} task context(s) but results for {result.n_tasks}"
@@ -276,17 +315,28 @@ def run_experiment(
     Raises
     ------
     ConfigError
-        Bad configuration, an output folder that does not exist, an existing checkpoint
-        file, a checkpoint another process is writing, or a resume with another
+        Bad configuration (or ``config`` not an ExperimentConfig), a ``checkpoint`` or
+        ``resume`` that is not a path, an output folder that does not exist, an existing
+        checkpoint file, a checkpoint another process is writing, or a resume with another
         configuration; all before any training.
     CheckpointError
         A resume file that is damaged or belongs to another network.
     TrainingError
         The loss became non-finite; the last checkpoint (after the previous task) is intact.
     """
-    from .atomic import check_output_path
+    from .atomic import as_path, check_output_path
     from .lock import exclusive
 
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(f"config must be an ExperimentConfig, got {type(config).__name__}"
+                          + (" (ExperimentConfig.from_dict builds one from a dict)"
+                             if isinstance(config, Mapping) else ""))
+    for name, hook in (("on_task_end", on_task_end), ("on_report", on_report)):
+        if hook is not None and not callable(hook):
+            raise ConfigError(f"{name} must be callable or None, got {type(hook).__name__}")
+    # a number or "" is named here, not by pathlib; bytes paths are decoded
+    resume = None if resume is None else as_path(resume, "resume")
+    checkpoint = None if checkpoint is None else as_path(checkpoint, "checkpoint")
     if checkpoint is None and resume is not None:
         checkpoint = resume  # a resumed run keeps saving where it was saved
     if checkpoint is None:

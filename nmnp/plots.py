@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, check_report_path
+from .atomic import as_path, atomic_write_bytes, check_report_path
+from .continual.metrics import validate_accuracy_matrix
 from .errors import ConfigError
 
 #: Figure formats, chosen by the file's extension; a path without one is written as PNG.
@@ -17,7 +18,7 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 def figure_format(path) -> str:
     """The format ``path``'s extension asks for (``"png"`` without one); ConfigError for an
     extension that is not in :data:`FIGURE_FORMATS`, rather than PNG bytes under a wrong name."""
-    suffix = Path(path).suffix.lower().lstrip(".")
+    suffix = as_path(path, "a figure's path").suffix.lower().lstrip(".")
     if not suffix:
         return "png"
     if suffix not in FIGURE_FORMATS:
@@ -45,8 +46,11 @@ def new_figure(**kwargs):
 
 
 def draw_accuracy_matrix(ax, acc_matrix, title="accuracy matrix"):
-    """Heatmap of R[i, j] (row: after training task i; column: evaluated on task j)."""
-    R = np.asarray(acc_matrix, dtype=float)
+    """Heatmap of R[i, j] (row: after training task i; column: evaluated on task j).
+
+    ``acc_matrix`` is checked by :func:`nmnp.continual.metrics.validate_accuracy_matrix`
+    (ShapeError for anything but a square matrix of fractions)."""
+    R = validate_accuracy_matrix(acc_matrix)
     T = R.shape[0]
     image = ax.imshow(np.ma.masked_invalid(R), vmin=0, vmax=1, cmap="viridis")
     ax.set_xlabel("evaluated on task j")
@@ -64,8 +68,10 @@ def draw_accuracy_matrix(ax, acc_matrix, title="accuracy matrix"):
 
 
 def draw_task_curves(ax, acc_matrix):
-    """Each task's accuracy after every later task: flat lines mean no forgetting."""
-    R = np.asarray(acc_matrix, dtype=float)
+    """Each task's accuracy after every later task: flat lines mean no forgetting.
+
+    ``acc_matrix`` is checked as in :func:`draw_accuracy_matrix`."""
+    R = validate_accuracy_matrix(acc_matrix)
     T = R.shape[0]
     steps = np.arange(1, T + 1)
     for j in range(T):
@@ -83,7 +89,9 @@ def draw_task_curves(ax, acc_matrix):
 
 def save_figure(fig, path) -> str:
     """Render a figure in the format of ``path``'s extension (:func:`figure_format`) and
-    write it atomically; returns the path."""
+    write it atomically; returns the path. ConfigError, before rendering, for a path
+    :func:`check_figure_path` refuses (an nmnp checkpoint among them)."""
+    check_figure_path(path, "path")
     kind = figure_format(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=kind, dpi=110, bbox_inches="tight")
@@ -91,13 +99,37 @@ def save_figure(fig, path) -> str:
 
 
 def plot_continual_run(acc_matrix, path, title="") -> str:
-    """Accuracy-matrix heatmap beside per-task accuracy curves, saved at ``path`` (PNG, PDF
-    or SVG by its extension)."""
+    """Accuracy-matrix heatmap beside per-task accuracy curves, saved at ``path``.
+
+    Parameters
+    ----------
+    acc_matrix : (T, T) array_like
+        ``R[i, j]``, the accuracy on task j after training task i (see
+        :func:`nmnp.continual.metrics.validate_accuracy_matrix`; NaN above the diagonal).
+    path : str or PathLike
+        PNG, PDF or SVG by its extension (PNG without one); checked as the command line
+        checks ``--plot`` (:func:`check_figure_path`), before anything is drawn.
+    title : str
+
+    Returns
+    -------
+    str, the path written.
+
+    Raises
+    ------
+    ShapeError
+        If ``acc_matrix`` is not a square (T, T) matrix (T >= 1) of fractions in [0, 1].
+    ConfigError
+        If ``path`` is not a path, its folder does not exist or is not writable, it names
+        an nmnp checkpoint, or its extension is not a figure format.
+    """
+    R = validate_accuracy_matrix(acc_matrix)
+    check_figure_path(path, "path")
     fig = new_figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
-    image = draw_accuracy_matrix(left, acc_matrix)
+    image = draw_accuracy_matrix(left, R)
     fig.colorbar(image, ax=left, fraction=0.046, label="test accuracy")
-    draw_task_curves(right, acc_matrix)
+    draw_task_curves(right, R)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -84,7 +84,7 @@ from typing import Mapping
 
 from .errors import ConfigError
 from .experiment import ExperimentConfig
-from .strategies import check_strategy, default_lr, default_optimizer
+from .strategies import STRATEGIES, check_strategy, default_lr, default_optimizer
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ _FIELDS = tuple(f.name for f in fields(ExperimentConfig))
 
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; ConfigError naming the known ones otherwise."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
@@ -175,7 +175,8 @@ def resolve_config(options: Mapping[str, object] | None = None, preset: str | No
     Raises
     ------
     ConfigError
-        For an unknown preset, strategy or field, or an invalid value.
+        For ``options`` that is not a mapping, an unknown preset, strategy or field, or an
+        invalid value.
 
     Examples
     --------
@@ -186,14 +187,20 @@ def resolve_config(options: Mapping[str, object] | None = None, preset: str | No
     >>> resolve_config({"strategy": "separate"}, "paper-rotated").optimizer  # its own recipe
     'adam'
     """
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"options must be a dict of ExperimentConfig fields (None: not given), "
+                          f"got {type(options).__name__}")
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(_FIELDS))
+    unknown = sorted(set(given) - set(_FIELDS), key=repr)
     if unknown:
         raise ConfigError(f"unknown experiment option(s) {unknown}; known: {', '.join(_FIELDS)}")
     chosen = get_preset(preset) if preset is not None else None
     values = dict(chosen.values) if chosen else {}
     values.update(given)
-    strategy = check_strategy(values.get("strategy", ExperimentConfig.strategy))
+    strategy = values.get("strategy", ExperimentConfig.strategy)
+    if not isinstance(strategy, str):
+        raise ConfigError(f"strategy must be a name, one of {', '.join(STRATEGIES)}; got {strategy!r}")
+    check_strategy(strategy)
     recipe = dict(chosen.recipes.get(strategy, {})) if chosen else {}
     if "optimizer" not in given:
         values["optimizer"] = recipe.get("optimizer", default_optimizer(strategy))

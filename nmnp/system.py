@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import platform
 import sys
@@ -77,8 +78,10 @@ def set_threads(n: int | None) -> int:
     limit = numba.config.NUMBA_NUM_THREADS
     if n is None:
         n = limit
-    if not isinstance(n, int) or n < 1:
+    # NumPy integers are counts too; True is an int to Python, but never a count
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ConfigError(f"threads must be a positive integer, got {n!r}")
+    n = int(n)
     if n > limit:
         raise ConfigError(f"threads={n} exceeds the {limit} threads Numba was started with")
     numba.set_num_threads(n)

@@ -38,7 +38,7 @@ class TrainSettings:
         A fresh optimiser is created for every task.
     seed : int
         Seed of the mini-batch shuffling (per task and epoch, so runs are reproducible and
-        resumable).
+        resumable); non-negative and below 2**63, as :class:`~nmnp.config.NetworkConfig`'s.
     encode_cache_mb : float
         Memory cap, in MiB, for keeping a task's encoded training set between epochs. The
         encoder is fixed, so its output for a training image is the same every epoch; with
@@ -83,6 +83,8 @@ class TrainSettings:
         real("lr", self.lr, lambda v: math.isfinite(v) and v > 0,
              "learning rate must be a positive finite number")
         whole("seed", self.seed, 0, "seed must be a non-negative integer")
+        if self.seed >= 2**63:  # as NetworkConfig: the seed of a run seeds its network too
+            raise ConfigError(f"seed must be a non-negative 63-bit integer (below 2**63), got {self.seed!r}")
         real("encode_cache_mb", self.encode_cache_mb, lambda v: v >= 0,
              "encode_cache_mb must be >= 0")
         if self.max_steps is not None:
@@ -96,14 +98,18 @@ class TrainSettings:
 
         Every epoch has ceil(n_samples / batch_size) steps, except that the total stops at
         ``max_steps``: the last epoch that runs may be cut short, and the epochs after it do
-        not run at all.
+        not run at all. An empty set (0 samples) has no steps; ConfigError for a negative
+        or non-integer ``n_samples``.
 
         Examples
         --------
         >>> TrainSettings(epochs=3, batch_size=128, max_steps=1000).steps_per_epoch(60_000)
         [469, 469, 62]
         """
-        per_epoch = -(-n_samples // self.batch_size)
+        if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, (int, np.integer)) \
+                or n_samples < 0:
+            raise ConfigError(f"n_samples must be a non-negative integer, got {n_samples!r}")
+        per_epoch = -(-int(n_samples) // self.batch_size)
         left = self.epochs * per_epoch
         if self.max_steps is not None:
             left = min(left, self.max_steps)

@@ -390,3 +390,59 @@ def test_odd_arguments_get_named_errors(tmp_path):
     with pytest.raises(CheckpointError, match="extra cannot be stored as plain JSON"):
         net.save(tmp_path / "deep.nmnp", extra=deep)
     assert not (tmp_path / "deep.nmnp").exists()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (None, "^checkpoint path must be a str, bytes or os.PathLike, got NoneType$"),
+    (3, "^checkpoint path must be a str, bytes or os.PathLike, got int$"),
+    ("", "^checkpoint path is empty: a file name is needed$"),
+    ("a\0b", "^checkpoint path 'a\\\\x00b' contains a NUL character$"),
+])
+def test_a_path_that_is_not_one_is_named_by_every_entry_point(tmp_path, monkeypatch, bad, message):
+    """nmnp.load(None) or net.save(3) raised pathlib's TypeError; "" meant the current folder."""
+    monkeypatch.chdir(tmp_path)
+    net = small_model(1)
+    for call in (lambda: nmnp.load(bad), lambda: checkpoint.read(bad), lambda: checkpoint.read_extra(bad),
+                 lambda: checkpoint.describe(bad), lambda: net.save(bad), lambda: checkpoint.save(net, bad)):
+        with pytest.raises(ConfigError, match=message):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bytes_paths_are_paths(tmp_path):
+    import os
+
+    net = small_model(2)
+    path = os.fsencode(tmp_path / "b.nmnp")
+    assert checkpoint.save(net, path, extra={"k": 1}) == tmp_path / "b.nmnp"
+    assert_same_model(nmnp.load(path), net)
+    assert checkpoint.read_extra(path) == {"k": 1}
+    assert checkpoint.describe(path)["path"] == str(tmp_path / "b.nmnp")
+
+
+@pytest.mark.parametrize("data", ["abc", None, 3, [1, 2]])
+def test_from_bytes_names_data_that_is_not_bytes(data):
+    with pytest.raises(ConfigError, match=r"^data must be the bytes of a checkpoint \(bytes, bytearray "
+                                          rf"or memoryview\), got {type(data).__name__}$"):
+        checkpoint.from_bytes(data)
+
+
+def test_from_bytes_reads_any_bytes_like_object():
+    net = small_model(2)
+    data = checkpoint.to_bytes(net)
+    for view in (bytearray(data), memoryview(data), np.frombuffer(data, dtype=np.uint8)):
+        assert_same_model(checkpoint.from_bytes(view).model, net)
+
+
+@pytest.mark.parametrize("expected", ["flynet", 7, [1]])
+def test_an_expected_configuration_of_the_wrong_kind_is_named_before_reading(tmp_path, expected):
+    """read(p, expected_config="flynet") failed with "'str' object has no attribute 'to_dict'"."""
+    path = small_model(1).save(tmp_path / "a.nmnp")
+    message = (rf"^expected_config must be a NetworkConfig, a dict or None, got {type(expected).__name__} "
+               r"\(e\.g\. NetworkConfig\.flynet\(\)\)$")
+    with pytest.raises(ConfigError, match=message):
+        checkpoint.read(path, expected_config=expected)
+    with pytest.raises(ConfigError, match=message):  # before the file: a missing one is not named
+        checkpoint.read(tmp_path / "missing.nmnp", expected_config=expected)
+    with pytest.raises(ConfigError, match=message):
+        checkpoint.from_bytes(path.read_bytes(), expected_config=expected)

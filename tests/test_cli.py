@@ -289,3 +289,57 @@ def test_quiet_prints_what_its_help_says(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and out.splitlines()[0].startswith("strategy ")
     assert len(out.splitlines()) == 4  # the header, its rule and one row per strategy
+
+
+# --------------------------------------------------------------------------- empty path options
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--json", ""], "nmnp: error: --json needs a file name\n"),
+        (["run", "--plot", ""], "nmnp: error: --plot needs a file name\n"),
+        (["run", "--checkpoint", ""], "nmnp: error: --checkpoint needs a file name\n"),
+        (["run", "--resume", ""], "nmnp: error: --resume needs a file name\n"),
+        (["run", "--json", "  "], "nmnp: error: --json needs a file name\n"),
+        (["run", "--dataset", "mnist", "--data-dir", ""], "nmnp: error: --data-dir needs a folder name\n"),
+        (["compare", "--strategies", "crwn", "--json", ""], "nmnp: error: --json needs a file name\n"),
+        (["compare", "--strategies", "crwn", "--plot", ""], "nmnp: error: --plot needs a file name\n"),
+        (["compare", "--strategies", "crwn", "--resume", ""], "nmnp: error: --resume needs a file name\n"),
+        (["compare", "--strategies", "crwn", "--dataset", "mnist", "--data-dir", ""],
+         "nmnp: error: --data-dir needs a folder name\n"),
+    ],
+)
+def test_an_empty_path_is_refused_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    """`--json ""` (an unset shell variable) is not "no --json": the run would end with status
+    0 and no report, and `--resume ""` would start a fresh run, then fail on the folder "."."""
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([*argv, "--units", "50", "--threads", "1", "--tasks", "1"])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (2, "", message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot", "--from-json"])
+def test_the_bench_refuses_an_empty_path_before_measuring(tmp_path, monkeypatch, capsys, option):
+    from nmnp.bench import cli as bench_cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench_cli, "run_bench", lambda args: pytest.fail("the bench ran"))
+    extra = {"--json": [], "--plot": ["--scaling"], "--from-json": ["--plot", "f.png"]}[option]
+    code = bench_cli.main([option, "", *extra])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (2, "", f"nmnp.bench: error: {option} needs a file name\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_paths_given_as_none_still_mean_not_given_and_zero_is_a_name(tmp_path, monkeypatch):
+    """The check refuses empty names only: a file called "0" (falsy as a number, not as
+    text) is written like any other."""
+    from nmnp.atomic import check_paths_given
+    from nmnp.errors import ConfigError
+
+    check_paths_given({"--json": None, "--plot": "0"})
+    with pytest.raises(ConfigError, match="^--plot needs a file name$"):
+        check_paths_given({"--json": None, "--plot": ""})
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", *SMALL_RUN, "--tasks", "1", "--max-steps", "1", "--quiet", "--json", "0"]) == 0
+    assert json.loads((tmp_path / "0").read_text())["config"]["tasks"] == 1

@@ -130,3 +130,36 @@ def test_run_command_caps_each_tasks_steps(tmp_path, capsys):
         out = json.loads(js.read_text())
         assert out["config"]["max_steps"] == int(cap)
         assert [len(losses) for losses in out["epoch_losses"]] == [epochs_run, epochs_run]
+
+
+@pytest.mark.parametrize("strategies, message", [
+    (None, r"^strategies must be a comma-separated string or a list of names \(from crwn, finetune, "
+           r"separate, supsup\), got NoneType$"),
+    (5, "^strategies must be a comma-separated string or a list of names .*, got int$"),
+    (b"crwn", "^strategies must be a comma-separated string or a list of names .*, got bytes$"),
+    (["crwn", 5], r"^strategy names must be strings, got 5 in \['crwn', 5\]$"),
+    ([["crwn"]], r"^strategy names must be strings, got \['crwn'\]"),
+])
+def test_strategy_lists_of_the_wrong_kind_are_named(strategies, message):
+    """None raised a TypeError and ["crwn", 5] an AttributeError ('int' has no 'strip')."""
+    with pytest.raises(ConfigError, match=message):
+        compare.parse_strategies(strategies)
+    with pytest.raises(ConfigError, match=message):
+        compare.run_comparison({}, strategies)
+
+
+def test_strategy_lists_may_be_any_sequence_of_names():
+    assert compare.parse_strategies(["crwn", " supsup"]) == ("crwn", "supsup")
+    assert compare.parse_strategies(iter(("separate",))) == ("separate",)
+    assert compare.parse_strategies(compare.DEFAULT_STRATEGIES) == compare.DEFAULT_STRATEGIES
+
+
+def test_run_comparison_names_options_and_callbacks_of_the_wrong_kind(monkeypatch):
+    monkeypatch.setattr(compare, "load_dataset", lambda *a, **k: pytest.fail("data were loaded"))
+    with pytest.raises(ConfigError, match=r"^options must be a dict of ExperimentConfig fields "
+                                          r"\(None: not given\), got NoneType$"):
+        compare.run_comparison(None, "crwn")
+    with pytest.raises(ConfigError, match="^on_strategy_end must be callable or None, got int$"):
+        compare.run_comparison({}, "crwn", on_strategy_end=1)
+    with pytest.raises(ConfigError, match="^finished must be a comparison \\(a dict\\) or None, got list$"):
+        compare.run_comparison({}, "crwn", finished=[])

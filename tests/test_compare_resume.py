@@ -145,3 +145,26 @@ def test_two_comparisons_do_not_write_one_report(tmp_path, capsys):
         code, _, err = nmnp_main(capsys, "compare", *SMALL, "--json", str(js))
     assert code == 2 and f"comparison report {js} is in use by another nmnp process" in err
     assert not js.exists()
+
+
+def test_a_kept_result_that_is_malformed_is_named_before_any_training(uninterrupted, monkeypatch):
+    """A finished strategy's report is kept as it is, then tabled and drawn: a damaged one
+    used to fail at the very end (plot_comparison's KeyError), after the other runs."""
+    import copy
+
+    monkeypatch.setattr(compare, "load_dataset", lambda *a, **k: pytest.fail("data were loaded"))
+    partial = {**uninterrupted, "strategies": ["crwn"], "unfinished": ["separate"],
+               "table": uninterrupted["table"][:1],
+               "results": {"crwn": copy.deepcopy(uninterrupted["results"]["crwn"])}}
+    options = dict(uninterrupted["options"])
+    partial["results"]["crwn"]["report"]["acc_matrix"] = [[0.5], [0.5]]
+    with pytest.raises(ConfigError, match=r"^the comparison to continue holds an invalid result for crwn "
+                                          r"\(acc_matrix row 1 must hold 2 accuracies"):
+        compare.run_comparison(options, "crwn,separate", finished=partial)
+    del partial["results"]["crwn"]["storage"]
+    with pytest.raises(ConfigError, match="^the comparison to continue holds an incomplete result for crwn$"):
+        compare.run_comparison(options, "crwn,separate", finished=partial)
+    for key, value in (("table", "crwn"), ("strategies", [["crwn"]]), ("results", [])):
+        with pytest.raises(ConfigError, match=f"^not a comparison written by nmnp compare: its {key} "
+                                              "entry is malformed$"):
+            compare.run_comparison(options, "crwn,separate", finished={**partial, key: value})

@@ -51,3 +51,15 @@ def test_an_unusable_backend_is_one_line_before_any_output(tmp_path, monkeypatch
     assert demo.main(["--backend", "cuda", "--out", str(tmp_path / "x.png")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == "nmnp.demo: error: no usable CUDA GPU found (test)\n"
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_default(tmp_path, monkeypatch, capsys):
+    """`--out ""` used to write ./nmnp-demo.png after the whole demo."""
+    from nmnp import demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo, "_run", lambda config, out: pytest.fail(f"the demo ran, writing {out!r}"))
+    assert demo.main(["--out", ""]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "nmnp.demo: error: --out needs a file name\n"
+    assert list(tmp_path.iterdir()) == []

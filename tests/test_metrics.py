@@ -284,3 +284,47 @@ def test_throughput_rejects_bad_seconds(seconds):
 def test_throughput_rejects_bad_sample_counts(n):
     with pytest.raises(ConfigError, match="n_samples"):
         throughput(n, 1.0)
+
+
+# --------------------------------------------------------------------------- the run figure
+@pytest.mark.parametrize("R, message", [
+    (np.full((2, 2), 5.0), r"R\[0, 0\] is 5\.0, outside \[0, 1\]"),
+    (np.full((2, 3), 0.5), r"square \(T, T\) matrix with T >= 1, got shape \(2, 3\)"),
+    (np.zeros((0, 0)), r"square \(T, T\) matrix with T >= 1, got shape \(0, 0\)"),
+    (np.full(3, 0.5), r"got shape \(3,\)"),
+    ("abc", "R must be a numeric"),
+    ([[np.nan]], r"R\[0, 0\] is nan, but entries on or below the diagonal must be finite"),
+])
+def test_the_run_figure_refuses_a_matrix_that_is_not_one(tmp_path, R, message):
+    """Accuracies of 5.0 and non-square matrices were drawn; (0, 0), 1-D and text raised
+    matplotlib's or NumPy's own errors."""
+    from nmnp.plots import draw_accuracy_matrix, draw_task_curves, new_figure, plot_continual_run
+
+    with pytest.raises(ShapeError, match=message):
+        plot_continual_run(R, tmp_path / "f.png")
+    ax = new_figure().add_subplot()
+    for draw in (draw_accuracy_matrix, draw_task_curves):
+        with pytest.raises(ShapeError, match=message):
+            draw(ax, R)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_run_figure_checks_its_path_as_the_command_line_does(tmp_path):
+    from nmnp import ModulatedNetwork, NetworkConfig
+    from nmnp.plots import plot_continual_run
+
+    R = [[0.5, np.nan], [0.5, 0.75]]
+    run = ModulatedNetwork(NetworkConfig(n_inputs=4, n_units=3, inputs_per_unit=2, n_outputs=2)).save(tmp_path / "run")
+    before = run.read_bytes()
+    with pytest.raises(ConfigError, match=r"path .*run is an nmnp checkpoint: refusing to replace it with a figure"):
+        plot_continual_run(R, run)  # no extension, so PNG: but it is a checkpoint
+    assert run.read_bytes() == before
+    with pytest.raises(ConfigError, match=r"cannot write a figure as \.jpg"):
+        plot_continual_run(R, tmp_path / "f.jpg")
+    with pytest.raises(ConfigError, match="folder .*missing does not exist"):
+        plot_continual_run(R, tmp_path / "missing" / "f.png")
+    with pytest.raises(ConfigError, match="^a figure's path is empty: a file name is needed$"):
+        plot_continual_run(R, "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert plot_continual_run(R, tmp_path / "f") == str(tmp_path / "f")
+    assert (tmp_path / "f").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

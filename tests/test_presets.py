@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nmnp.cli import _config_from, _expected_runtime, build_parser
@@ -219,3 +220,69 @@ def test_the_run_time_check_notices_an_estimate_the_reports_left_behind():
     wrong = estimate_mismatches(stale, reports)
     assert len(wrong) == 2 and all("quoted" in w for w in wrong)
     assert quoted_minutes("21 min to 1.5 h for crwn") == (21.0, 90.0)
+
+
+@pytest.mark.parametrize("name", ["tasks", "epochs", "max_steps", "batch_size", "seed", "threads", "units", "k"])
+def test_integer_fields_take_numpy_integers_and_store_plain_ints(name):
+    """np.int64(2) tasks was refused with "tasks must be at least 1, got np.int64(2)"."""
+    config = ExperimentConfig(**{name: np.int64(1 if name == "threads" else 3)})
+    value = getattr(config, name)
+    assert type(value) is int and value == (1 if name == "threads" else 3)
+    json.dumps(config.to_dict())  # a NumPy integer would make the report unwritable
+
+
+@pytest.mark.parametrize("name", ["tasks", "epochs", "max_steps", "batch_size", "seed", "threads", "units", "k"])
+@pytest.mark.parametrize("bad", [True, np.True_, 2.0, "3"])
+def test_integer_fields_refuse_booleans_and_non_integers(name, bad):
+    """tasks=True was one task; units=True, k=2.0 or threads=True were accepted until the
+    network was built (or never refused)."""
+    with pytest.raises(ConfigError, match=rf"^{name} must be (an|a positive) integer"):
+        ExperimentConfig(**{name: bad})
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"tasks": 0}, "^tasks must be at least 1, got 0$"),
+        ({"threads": 0}, "^threads must be at least 1, got 0$"),
+        ({"units": 0}, "^n_units must be at least 1, got 0$"),
+        ({"k": 900}, r"^inputs_per_unit \(k=900\) cannot exceed n_inputs \(784\)"),
+        ({"seed": 2**63}, "^seed must be a non-negative 63-bit integer"),
+        ({"data_dir": ""}, "^data_dir is empty: a folder name is needed$"),
+        ({"data_dir": 3}, "^data_dir must be a str, bytes or os.PathLike, got int$"),
+        ({"strategy": ["crwn"]}, r"^strategy must be a name, one of crwn, .*; got \['crwn'\]$"),
+    ],
+)
+def test_experiment_values_out_of_range_are_named(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(**fields)
+
+
+def test_arguments_that_are_not_mappings_or_configs_are_named():
+    from nmnp.experiment import run_experiment
+
+    with pytest.raises(ConfigError, match="^an experiment configuration must be a dict, got list$"):
+        ExperimentConfig.from_dict([])
+    with pytest.raises(ConfigError, match=r"^options must be a dict of ExperimentConfig fields .*got list$"):
+        resolve_config([1])
+    with pytest.raises(ConfigError, match=r"^unknown preset \['paper-rotated'\]"):
+        resolve_config({}, ["paper-rotated"])
+    with pytest.raises(ConfigError, match=r"^strategy must be a name, one of crwn"):
+        resolve_config({"strategy": ["crwn"]})
+    with pytest.raises(ConfigError, match=r"^unknown experiment option\(s\) \['colour', 1\]"):
+        resolve_config({"colour": 1, 1: 2})
+    with pytest.raises(ConfigError, match=r"^config must be an ExperimentConfig, got dict \(ExperimentConfig"
+                                          r"\.from_dict builds one from a dict\)$"):
+        run_experiment({"tasks": 1})
+    with pytest.raises(ConfigError, match="^on_report must be callable or None, got str$"):
+        run_experiment(ExperimentConfig(tasks=1), on_report="print")
+    with pytest.raises(ConfigError, match="^checkpoint must be a str, bytes or os.PathLike, got int$"):
+        run_experiment(ExperimentConfig(tasks=1), checkpoint=3)
+    with pytest.raises(ConfigError, match="^resume is empty: a file name is needed$"):
+        run_experiment(ExperimentConfig(tasks=1), resume="")
+
+
+def test_numbers_read_from_arrays_are_stored_as_plain_python_numbers():
+    config = ExperimentConfig(step=np.float32(5.0), lr=np.float32(0.5), data_dir=b"/data")
+    assert (type(config.step), type(config.lr), config.data_dir) == (float, float, "/data")
+    assert json.loads(json.dumps(config.to_dict()))["step"] == 5.0

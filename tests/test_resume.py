@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -240,3 +241,53 @@ def test_a_huge_learning_rate_really_diverges_and_is_reported(tmp_path, small_da
             run_experiment(config(lr=1e30), dataset=small_data, checkpoint=ck, progress=False)
     assert not ck.exists()  # no task finished, so nothing was saved
     assert os.listdir(ck.parent) == []
+
+
+# --------------------------------------------------------------------------- a damaged result
+def resealed_with(ck, path, **changes):
+    """A copy of the checkpoint ``ck`` whose stored run result has ``changes``, with a valid
+    checksum (as an edit by hand, or a bug in an earlier nmnp, would leave it)."""
+    stored = checkpoint.read(ck)
+    extra = json.loads(json.dumps(stored.extra))
+    extra["result"].update(changes)
+    checkpoint.save(stored.model, path, extra=extra)
+    return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"acc_matrix": [[0.5, 0.5]]}, r"acc_matrix row 0 must hold 1 accuracies \(tasks 0 to 0\), got 2"),
+    ({"acc_matrix": [[5.0]]}, r"acc_matrix: R\[0, 0\] is 5\.0, outside \[0, 1\]"),
+    ({"task_names": []}, "task_names has 0 entries for a 1-task accuracy matrix"),
+    ({"train_seconds": [-1.0]}, r"train_seconds\[0\] must be a finite number >= 0, got -1\.0"),
+])
+def test_a_stored_result_that_is_malformed_is_refused_before_any_training(
+        one_task_run, tmp_path, small_data, capsys, changes, message):
+    """Such a result used to be trained on for a whole task, then failed saving with "extra
+    cannot be stored as plain JSON (Out of range float values ...)"."""
+    ck, _ = one_task_run
+    damaged = resealed_with(ck, tmp_path / "damaged.nmnp", **changes)
+    before = damaged.read_bytes()
+    trained = []
+    with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(str(damaged))} holds an invalid run result \({message}"):
+        run_experiment(config(), dataset=small_data, resume=damaged, progress=False,
+                       on_task_end=lambda result, learner: trained.append(result.n_tasks))
+    assert trained == [] and damaged.read_bytes() == before
+    code = cli.main(["run", "--resume", str(damaged)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert re.match(rf"nmnp: error: checkpoint {re.escape(str(damaged))} holds an invalid run result \({message}", err), err
+    assert damaged.read_bytes() == before
+
+
+def test_a_two_task_result_with_a_short_row_is_named(one_task_run, tmp_path, small_data):
+    """The audit's case: row 1 of a two-task matrix holding one accuracy, not two."""
+    ck, _ = one_task_run
+    stored = checkpoint.read(ck)
+    stored.model.add_task("rotate 10°")
+    stored.model.freeze(1)
+    extra = json.loads(json.dumps(stored.extra))
+    extra["result"] = {"acc_matrix": [[0.5], [0.5]], "task_names": ["rotate 0°", "rotate 10°"],
+                       "train_seconds": [1.0, 1.0], "train_samples": [10, 10]}
+    damaged = checkpoint.save(stored.model, tmp_path / "short.nmnp", extra=extra)
+    with pytest.raises(CheckpointError, match=r"acc_matrix row 1 must hold 2 accuracies \(tasks 0 to 1\), got 1"):
+        run_experiment(config(), dataset=small_data, resume=damaged, progress=False)

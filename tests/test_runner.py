@@ -127,3 +127,98 @@ def test_train_task_and_add_task_name_a_wrong_argument_type(data):
 
     with pytest.raises(ConfigError, match="a task name must be a string"):
         make_strategy("separate", CONFIG).add_task(b"bytes")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(settings={"epochs": 1}), r"^settings must be a TrainSettings, got dict \(e\.g\. TrainSettings"),
+        (dict(stream=5), r"^stream must be a sequence of tasks \(len\(stream\) and stream\[i\]\), got int$"),
+        (dict(stream="tasks"), r"^stream must be a sequence of tasks .*, got str$"),
+        (dict(result={"acc_matrix": []}), r"^result must be a ContinualResult or None, got dict"),
+        (dict(on_task_end="print"), r"^on_task_end must be callable or None, got str$"),
+        (dict(skip_unchanged="no"), r"^skip_unchanged must be True or False, got 'no'$"),
+        (dict(progress="quiet"), r"^progress must be True, False or None, got 'quiet'$"),
+    ],
+)
+def test_a_bad_argument_is_refused_before_the_learner_changes(data, change, message):
+    """Settings used to be checked by train_task, after the runner had added the task: the
+    call failed, and left a task behind that made the next, correct call fail too."""
+    net = ModulatedNetwork(CONFIG)
+    stream = PermutedStream(data, 1, seed=0)
+    args = {"stream": stream, "settings": TrainSettings(batch_size=64), **change}
+    kwargs = {k: v for k, v in change.items() if k not in ("stream", "settings")}
+    with pytest.raises(ConfigError, match=message):
+        run_stream(net, args["stream"], args["settings"], progress=kwargs.pop("progress", False), **kwargs)
+    assert net.n_tasks == 0
+    result = run_stream(net, stream, TrainSettings(batch_size=64), progress=False)  # now it runs
+    assert result.n_tasks == 1 and net.n_tasks == 1
+
+
+def test_numpy_booleans_are_accepted_for_skip_unchanged(data):
+    net = ModulatedNetwork(CONFIG)
+    result = run_stream(net, PermutedStream(data, 2, seed=0), TrainSettings(batch_size=64),
+                        progress=np.False_, skip_unchanged=np.True_)
+    assert result.reused_evaluations == 1  # task 0's second evaluation was copied
+
+
+def test_a_learner_without_the_protocol_is_named_before_anything(data):
+    class NoEvaluate:
+        n_tasks = 0
+
+        def add_task(self, name):
+            raise AssertionError("a task was added")
+
+        def freeze(self, task_id):
+            pass
+
+    with pytest.raises(ConfigError, match=r"^the learner must have add_task, freeze and evaluate .*"
+                                          r"NoEvaluate lacks evaluate$"):
+        run_stream(NoEvaluate(), PermutedStream(data, 1, seed=0), progress=False)
+
+
+# --------------------------------------------------------------------------- ContinualResult.from_dict
+GOOD = {"acc_matrix": [[0.5], [0.4, 0.6]], "task_names": ["a", "b"], "train_seconds": [1.0, 2.0],
+        "train_samples": [30, 40], "epoch_losses": [[1.0], [0.5, 0.4]], "reused_evaluations": 1}
+
+
+def test_from_dict_reads_what_to_dict_wrote():
+    from nmnp.continual.runner import ContinualResult
+
+    result = ContinualResult.from_dict(GOOD)
+    assert result.to_dict() == GOOD
+    np.testing.assert_array_equal(result.acc_matrix, [[0.5, np.nan], [0.4, 0.6]])
+    assert ContinualResult.from_dict(ContinualResult().to_dict()).n_tasks == 0  # no task yet
+    old = {k: v for k, v in GOOD.items() if k not in ("epoch_losses", "reused_evaluations")}
+    assert ContinualResult.from_dict(old).epoch_losses == [[], []]  # written before they existed
+
+
+@pytest.mark.parametrize("d, message", [
+    ({}, "^a run result needs acc_matrix, task_names, train_seconds, train_samples; it has nothing$"),
+    ([], "^a run result must be a dict, got list$"),
+    ({**GOOD, "acc_matrix": [[0.5], [0.5]]}, r"^acc_matrix row 1 must hold 2 accuracies \(tasks 0 to 1\), got 1$"),
+    ({**GOOD, "acc_matrix": [[0.5], [0.4, 0.6, 0.7]]}, "^acc_matrix row 1 must hold 2 accuracies"),
+    ({**GOOD, "acc_matrix": [[0.5], [0.4, 5.0]]}, r"^acc_matrix: R\[1, 1\] is 5\.0, outside \[0, 1\]"),
+    ({**GOOD, "acc_matrix": [[0.5], [0.4, None]]}, r"^acc_matrix\[1\]\[1\] must be a finite number, got None$"),
+    ({**GOOD, "acc_matrix": [[True], [0.4, 0.6]]}, r"^acc_matrix\[0\]\[0\] must be a finite number, got True$"),
+    ({**GOOD, "acc_matrix": "0.5"}, "^acc_matrix must be a list, got str$"),
+    ({**GOOD, "acc_matrix": [0.5, [0.4, 0.6]]}, "^acc_matrix row 0 must be a list, got float$"),
+    ({**GOOD, "task_names": ["a"]}, "^task_names has 1 entries for a 2-task accuracy matrix$"),
+    ({**GOOD, "task_names": ["a", 2]}, r"^task_names\[1\] must be a str, got 2$"),
+    ({**GOOD, "train_seconds": [1.0]}, "^train_seconds has 1 entries for a 2-task"),
+    ({**GOOD, "train_seconds": [1.0, float("inf")]}, r"^train_seconds\[1\] must be a finite number >= 0, got inf$"),
+    ({**GOOD, "train_samples": [30, -1]}, r"^train_samples\[1\] must be an integer >= 0, got -1$"),
+    ({**GOOD, "train_samples": [30, 4.5]}, r"^train_samples\[1\] must be an integer >= 0, got 4\.5$"),
+    ({**GOOD, "epoch_losses": [[1.0]]}, "^epoch_losses has 1 entries for a 2-task"),
+    ({**GOOD, "epoch_losses": [[1.0], "x"]}, r"^epoch_losses\[1\] must be a list, got str$"),
+    ({**GOOD, "epoch_losses": [[1.0], [float("nan")]]}, r"^epoch_losses\[1\]\[0\] must be a finite number, got nan$"),
+    ({**GOOD, "reused_evaluations": 2}, "^reused_evaluations is 2, more than the 1 entries below the diagonal"),
+    ({**GOOD, "reused_evaluations": True}, "^reused_evaluations must be an integer >= 0, got True$"),
+])
+def test_from_dict_names_what_is_malformed(d, message):
+    """from_dict({}) raised a raw KeyError, and a row of the wrong length was padded with NaN
+    and trained on."""
+    from nmnp.continual.runner import ContinualResult
+
+    with pytest.raises(ConfigError, match=message):
+        ContinualResult.from_dict(d)

@@ -88,6 +88,9 @@ def test_non_finite_loss_stops_training_with_task_and_step():
         (dict(batch_size=np.True_), "batch size must be a positive integer"),
         (dict(lr=True), "learning rate must be a positive finite number, got True"),
         (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+        # the run's seed also seeds its network, whose NetworkConfig refuses 2**63 and above
+        (dict(seed=2**63), r"seed must be a non-negative 63-bit integer \(below 2\*\*63\), got 9223372036854775808"),
+        (dict(seed=2**200), "seed must be a non-negative 63-bit integer"),
         (dict(encode_cache_mb="64"), "encode_cache_mb must be >= 0, got '64'"),
     ],
 )
@@ -239,3 +242,36 @@ def test_an_overflowing_update_stops_training_with_task_and_step():
         train_task(net, t, *blobs(0, 64), TrainSettings(batch_size=32, lr=1e300, optimizer="sgd"),
                    progress=False)
     np.testing.assert_array_equal(net.tasks[t].gains, before)
+
+
+def test_the_largest_seed_agrees_with_network_config():
+    from nmnp.config import NetworkConfig
+
+    assert TrainSettings(seed=2**63 - 1).seed == NetworkConfig(seed=2**63 - 1).seed == 2**63 - 1
+    for seed in (2**63, np.uint64(2**63)):
+        with pytest.raises(ConfigError, match="63-bit"):
+            TrainSettings(seed=seed)
+        with pytest.raises(ConfigError, match="63-bit"):
+            NetworkConfig(seed=seed)
+
+
+@pytest.mark.parametrize("n", [-5, -1, True, 2.0, "60000", None])
+def test_steps_per_epoch_refuses_a_size_that_is_not_one(n):
+    """-5 samples gave an empty plan (no steps), as if the set were empty."""
+    with pytest.raises(ConfigError, match=r"^n_samples must be a non-negative integer, got "):
+        TrainSettings().steps_per_epoch(n)
+
+
+def test_steps_per_epoch_of_an_empty_set_and_of_numpy_sizes():
+    assert TrainSettings().steps_per_epoch(0) == []
+    assert TrainSettings(epochs=2, batch_size=128).steps_per_epoch(np.int64(300)) == [3, 3]
+
+
+def test_set_threads_refuses_a_boolean():
+    """set_threads(True) used to run on 1 thread: True is an int to Python."""
+    from nmnp.system import set_threads
+
+    for bad in (True, False, np.True_, 1.0, "2"):
+        with pytest.raises(ConfigError, match=r"^threads must be a positive integer, got "):
+            set_threads(bad)
+    assert set_threads(np.int64(1)) == 1

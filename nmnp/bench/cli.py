@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..atomic import atomic_write_json, check_distinct_paths, check_report_path
+from ..atomic import atomic_write_json, check_distinct_paths, check_paths_given, check_report_path
 from ..config import NetworkConfig
 from ..console import reader_gone
 from ..errors import ConfigError, NmnpError
@@ -135,16 +135,18 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     quiet_low_occupancy_warnings()
     try:
-        if args.from_json and not args.plot:
+        # `--json ""` (an unset shell variable) must not pass for "not given"
+        check_paths_given({"--json": args.json, "--plot": args.plot, "--from-json": args.from_json})
+        if args.from_json is not None and args.plot is None:
             raise ConfigError("--from-json only draws a figure: give --plot PATH as well")
-        if args.plot and not (args.scaling or args.from_json):
+        if args.plot is not None and not (args.scaling or args.from_json is not None):
             raise ConfigError("--plot draws the scaling tables: add --scaling (or use --from-json)")
-        if args.json:  # fail before minutes of measuring, not after
+        if args.json is not None:  # fail before minutes of measuring, not after
             check_report_path(args.json, "--json")
-        if args.plot:
+        if args.plot is not None:
             check_figure_path(args.plot, "--plot")
         check_distinct_paths({"--from-json": args.from_json, "--json": args.json, "--plot": args.plot})
-        if args.from_json:
+        if args.from_json is not None:
             print(f"figure: {plot_report(read_report(args.from_json), args.plot)}")
             return 0
         if args.demo_memory:
@@ -154,9 +156,9 @@ def main(argv=None) -> int:
         else:
             with sigterm_as_interrupt():
                 out = run_bench(args)
-        if args.json:
+        if args.json is not None:
             print(f"\nresults: {atomic_write_json(args.json, out)}")
-        if args.plot:
+        if args.plot is not None:
             print(f"figure: {plot_report(out, args.plot)}")
     except NmnpError as err:
         print(f"nmnp.bench: error: {err}", file=sys.stderr)

@@ -22,13 +22,15 @@ tasks is read through ``stream[i]``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from ..train import TaskTrainingReport, TrainSettings, train_task
+from . import metrics
 from .streams import InputBuffers, TaskStream
 
 
@@ -95,19 +97,94 @@ class ContinualResult:
     @classmethod
     def from_dict(cls, d: dict) -> "ContinualResult":
         """The result :meth:`to_dict` wrote (rows of the matrix padded with NaN above the
-        diagonal)."""
-        t = len(d["acc_matrix"])
+        diagonal), validated: a stored result that was edited or damaged is refused here,
+        before a resumed run trains on top of it.
+
+        Parameters
+        ----------
+        d : dict
+            ``acc_matrix`` (row i holds i + 1 accuracies, fractions in [0, 1]),
+            ``task_names`` (str), ``train_seconds`` (finite, >= 0) and ``train_samples``
+            (integers >= 0), one per row; optionally ``epoch_losses`` (one list of finite
+            numbers per row; default empty lists) and ``reused_evaluations`` (an integer
+            from 0 to T (T - 1) / 2, the entries below the diagonal; default 0). Other keys
+            (a run report's metrics) are ignored.
+
+        Returns
+        -------
+        ContinualResult
+
+        Raises
+        ------
+        ConfigError
+            If ``d`` is not a dict, lacks a key, or holds a value of the wrong kind, shape,
+            length or range; the message names the key.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"a run result must be a dict, got {type(d).__name__}")
+        missing = [k for k in ("acc_matrix", "task_names", "train_seconds", "train_samples")
+                   if k not in d]
+        if missing:
+            raise ConfigError(f"a run result needs {', '.join(missing)}; it has "
+                              f"{', '.join(map(str, d)) or 'nothing'}")
+        rows = _as_list(d["acc_matrix"], "acc_matrix")
+        t = len(rows)
         matrix = np.full((t, t), np.nan)
-        for i, row in enumerate(d["acc_matrix"]):
-            matrix[i, : len(row)] = row
-        return cls(
-            matrix,
-            list(d["task_names"]),
-            list(d["train_seconds"]),
-            list(d["train_samples"]),
-            [list(e) for e in d.get("epoch_losses", [[] for _ in range(t)])],
-            int(d.get("reused_evaluations", 0)),
-        )
+        for i, row in enumerate(rows):
+            row = _as_list(row, f"acc_matrix row {i}")
+            if len(row) != i + 1:  # to_dict writes the entries on and below the diagonal
+                raise ConfigError(f"acc_matrix row {i} must hold {i + 1} accuracies (tasks 0 to "
+                                  f"{i}), got {len(row)}")
+            matrix[i, : i + 1] = [_number(v, f"acc_matrix[{i}][{j}]") for j, v in enumerate(row)]
+        if t:
+            try:
+                metrics.validate_accuracy_matrix(matrix)  # fractions in [0, 1]
+            except ShapeError as err:
+                raise ConfigError(f"acc_matrix: {err}") from None
+        names = _as_list(d["task_names"], "task_names", t)
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise ConfigError(f"task_names[{i}] must be a str, got {name!r}")
+        seconds = [_number(v, f"train_seconds[{i}]", minimum=0.0)
+                   for i, v in enumerate(_as_list(d["train_seconds"], "train_seconds", t))]
+        samples = [_count(v, f"train_samples[{i}]")
+                   for i, v in enumerate(_as_list(d["train_samples"], "train_samples", t))]
+        losses = [
+            [_number(v, f"epoch_losses[{i}][{j}]") for j, v in enumerate(_as_list(e, f"epoch_losses[{i}]"))]
+            for i, e in enumerate(_as_list(d.get("epoch_losses", [[]] * t), "epoch_losses", t))
+        ]
+        reused = _count(d.get("reused_evaluations", 0), "reused_evaluations")
+        if reused > t * (t - 1) // 2:  # the diagonal is always measured
+            raise ConfigError(f"reused_evaluations is {reused}, more than the {t * (t - 1) // 2} "
+                              f"entries below the diagonal of a {t}-task accuracy matrix")
+        return cls(matrix, list(names), seconds, samples, losses, reused)
+
+
+def _as_list(value, name: str, length: int | None = None) -> list:
+    """``value`` (a list or tuple) as a list, of ``length`` items if given; ConfigError
+    naming ``name`` otherwise."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list, got {type(value).__name__}")
+    if length is not None and len(value) != length:
+        raise ConfigError(f"{name} has {len(value)} entries for a {length}-task accuracy matrix")
+    return list(value)
+
+
+def _number(value, name: str, minimum: float | None = None) -> float:
+    """``value`` as a finite float (at least ``minimum``); ConfigError naming ``name``."""
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    if isinstance(value, (bool, np.bool_)) or not number or not math.isfinite(value) \
+            or (minimum is not None and value < minimum):
+        what = "a finite number" + ("" if minimum is None else f" >= {minimum:g}")
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return float(value)
+
+
+def _count(value, name: str) -> int:
+    """``value`` as an int >= 0; ConfigError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
 
 
 def task_test_set(stream, task_index: int, classes_of: dict, buffers: InputBuffers | None = None):
@@ -182,6 +259,27 @@ def _check_can_skip(learner) -> None:
         )
 
 
+def _check_arguments(stream, settings, result, progress, on_task_end, skip_unchanged) -> None:
+    """ConfigError naming the first argument of :func:`run_stream` that is of the wrong kind,
+    before anything is added to the learner (a task added and then refused would stay in it)."""
+    if not isinstance(settings, TrainSettings):
+        raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__} "
+                          f"(e.g. TrainSettings(epochs=3))")
+    if not (hasattr(type(stream), "__len__") and hasattr(type(stream), "__getitem__")) \
+            or isinstance(stream, (str, bytes)):
+        raise ConfigError(f"stream must be a sequence of tasks (len(stream) and stream[i]), got "
+                          f"{type(stream).__name__}")
+    if result is not None and not isinstance(result, ContinualResult):
+        raise ConfigError(f"result must be a ContinualResult or None, got {type(result).__name__} "
+                          "(ContinualResult.from_dict reads a stored one)")
+    if on_task_end is not None and not callable(on_task_end):
+        raise ConfigError(f"on_task_end must be callable or None, got {type(on_task_end).__name__}")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise ConfigError(f"progress must be True, False or None, got {progress!r}")
+    if not isinstance(skip_unchanged, (bool, np.bool_)):
+        raise ConfigError(f"skip_unchanged must be True or False, got {skip_unchanged!r}")
+
+
 def run_stream(
     learner,
     stream,
@@ -216,7 +314,19 @@ def run_stream(
     Returns
     -------
     ContinualResult
+
+    Raises
+    ------
+    ConfigError
+        For an argument of the wrong kind (``settings`` not a TrainSettings, a ``stream``
+        without ``len`` and items, a ``result`` that is not a ContinualResult,
+        ``on_task_end`` not callable, ``progress`` or ``skip_unchanged`` not a bool), a
+        learner that already holds tasks without ``result``, or a ``result`` that does not
+        belong to ``learner`` and ``stream``: every check is made before the learner or
+        ``result`` changes.
     """
+    _check_arguments(stream, settings, result, progress, on_task_end, skip_unchanged)
+    skip_unchanged = bool(skip_unchanged)
     fresh = result is None
     result = result if result is not None else ContinualResult()
     if fresh and getattr(learner, "n_tasks", 0):
@@ -227,6 +337,11 @@ def run_stream(
     _check_continuation(learner, stream, result)
     if skip_unchanged:
         _check_can_skip(learner)
+    missing = [name for name in ("add_task", "freeze", "evaluate")
+               if not callable(getattr(learner, name, None))]
+    if missing:
+        raise ConfigError(f"the learner must have add_task, freeze and evaluate (see nmnp.train); "
+                          f"{type(learner).__name__} lacks {', '.join(missing)}")
     last_evaluation: dict = {}  # task -> (what its predictions read, accuracy measured then)
     classes_of: dict = {}
     buffers = InputBuffers() if isinstance(stream, TaskStream) else None
