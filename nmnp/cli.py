@@ -65,7 +65,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
                    help=f"rotation resampling (default {d.interpolation})")
     p.add_argument("--epochs", type=int, default=d.epochs,
-                   help=f"epochs per task (default {d.epochs}; the paper and the demo use 3)")
+                   help=f"epochs per task (default {d.epochs}; the authors' protocol and "
+                        "python -m nmnp.demo use 3)")
     p.add_argument("--max-steps", type=_positive_int, default=None,
                    help="cap on each task's optimiser steps over all its epochs (default: none)")
     p.add_argument("--lr", type=float, default=d.lr,

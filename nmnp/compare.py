@@ -306,7 +306,8 @@ def format_table(comparison: dict) -> str:
 
 
 def plot_comparison(comparison: dict, path, title: str = "") -> str:
-    """The comparison figure, saved as a PNG at ``path``; returns the path.
+    """The comparison figure, saved at ``path`` (PNG, PDF or SVG by its extension); returns
+    the path.
 
     Top row: each strategy's accuracy matrix. Bottom row: average accuracy over the tasks
     seen so far after each task, per strategy; final average accuracy against the learned

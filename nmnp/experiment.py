@@ -322,7 +322,8 @@ def run_experiment(
     CheckpointError
         A resume file that is damaged or belongs to another network.
     TrainingError
-        The loss became non-finite; the last checkpoint (after the previous task) is intact.
+        The loss or a gradient became non-finite, or an update would overflow; the last
+        checkpoint (after the previous task) is intact.
     """
     from .atomic import as_path, check_output_path
     from .lock import exclusive

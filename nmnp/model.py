@@ -109,7 +109,7 @@ class Classifier:
 
     def predict(self, x, task_id: int, classes=None, batch_size: int | None = None) -> np.ndarray:
         """Predicted class ids (B,) of task ``task_id``, in batches of ``batch_size``
-        (``None``: the backend's choice, 1,024 samples on the host)."""
+        (``None``: 1,024 samples, ``HOST_BATCH``)."""
         x = self.check_inputs(x)
         self.task(task_id)
         classes = self.check_classes(classes)

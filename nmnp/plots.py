@@ -136,7 +136,8 @@ def plot_continual_run(acc_matrix, path, title="") -> str:
 
 
 def plot_scaling(scaling, path, flops_per_sample=None, title="") -> str:
-    """The bench's scaling tables as three panels, saved as a PNG at ``path``.
+    """The bench's scaling tables as three panels, saved at ``path`` (PNG, PDF or SVG by its
+    extension).
 
     Parameters
     ----------

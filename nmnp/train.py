@@ -176,8 +176,9 @@ def train_task(
     Raises
     ------
     TrainingError
-        If the loss becomes NaN or infinite; the message names the task and step, and the
-        parameters keep their last finite values.
+        If the loss or a gradient becomes NaN or infinite, or an optimiser update would
+        overflow; the message names the task and step, and the parameters keep their last
+        finite values.
     """
     if not isinstance(settings, TrainSettings):
         raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__} "

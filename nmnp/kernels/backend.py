@@ -2,9 +2,10 @@
 
 A backend is a module that defines every name in :data:`KERNELS` with the signatures of
 :mod:`nmnp.kernels.reference`, and ``NAME``. The first five are the layers' forward and
-backward passes; ``task_logits``, ``logits_and_activity`` and ``context_grads`` fuse the
-encoder with the readout (the training and evaluation hot path), so a backend can compute the
-encoder once per step, or never write its output at all; ``task_predictions`` is evaluation's
+backward passes; ``task_logits`` (evaluation) and ``logits_and_activity`` (training) fuse the
+encoder with the readout, so a backend can compute the encoder once per step, or never write
+its output at all; ``context_grads`` is the fused backward from raw inputs, for a caller that
+kept no activity; ``task_predictions`` is evaluation's
 whole job (class ids of a set, taken in batches), so a backend can keep a set on its device
 and bring back only the answers. :func:`get_backend` imports it
 lazily (so ``import nmnp`` never compiles a kernel or touches a GPU) and checks that nothing
