@@ -29,7 +29,7 @@ from .config import NetworkConfig
 from .errors import ConfigError, ShapeError, TaskError
 from .kernels import get_backend
 from .kernels.reference import HOST_BATCH, check_batch_size
-from .layers import MAX_ABS_INPUT  # noqa: F401  (the bound check_inputs applies; defined there)
+from .layers import MAX_ABS_INPUT  # the bound check_inputs shares with the layers
 from .losses import softmax_cross_entropy
 
 
