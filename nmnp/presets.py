@@ -84,7 +84,7 @@ from typing import Mapping
 
 from .errors import ConfigError
 from .experiment import ExperimentConfig
-from .strategies import STRATEGIES, check_strategy, default_lr, default_optimizer
+from .strategies import check_strategy, default_lr, default_optimizer
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,6 @@ def resolve_config(options: Mapping[str, object] | None = None, preset: str | No
     values = dict(chosen.values) if chosen else {}
     values.update(given)
     strategy = values.get("strategy", ExperimentConfig.strategy)
-    if not isinstance(strategy, str):
-        raise ConfigError(f"strategy must be a name, one of {', '.join(STRATEGIES)}; got {strategy!r}")
     check_strategy(strategy)
     recipe = dict(chosen.recipes.get(strategy, {})) if chosen else {}
     if "optimizer" not in given:
