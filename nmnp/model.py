@@ -262,6 +262,17 @@ class ModulatedNetwork(Classifier):
         self.tasks.append(TaskContext(gains, strength, default_task_name(name, task_id)))
         return task_id
 
+    def remove_last_task(self) -> None:
+        """Undo :meth:`add_task` and any training of the newest task: drop its context.
+
+        :func:`nmnp.continual.runner.run_stream` calls it when a task fails part-way, so the
+        network again holds only the tasks its result records. Only the newest task can go,
+        because task ids are positions. TaskError if there is no task.
+        """
+        if not self.tasks:
+            raise TaskError("this network holds no task to remove")
+        self.tasks.pop()
+
     def task(self, task_id: int) -> TaskContext:
         """The context of a stored task; TaskError for an unknown id, ShapeError for a context
         whose arrays were replaced by ones of another shape (the kernels would read past

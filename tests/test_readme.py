@@ -236,6 +236,7 @@ def test_the_python_examples_run_as_written(capsys):
     assert len(accuracies) == 3 and all(0.5 < a <= 1 for a in accuracies)
     matrix = namespace["result"].acc_matrix
     assert matrix.shape == (3, 3) and np.allclose(np.diag(matrix), accuracies)
+    np.testing.assert_array_equal(namespace["record"].acc_matrix, matrix)  # the continued run
     assert "average_accuracy" in out
 
 

@@ -222,3 +222,132 @@ def test_from_dict_names_what_is_malformed(d, message):
 
     with pytest.raises(ConfigError, match=message):
         ContinualResult.from_dict(d)
+
+
+def interrupt_training_of(learner, task_id, after_steps):
+    """Make the learner's ``after_steps``-th training step of ``task_id`` raise
+    KeyboardInterrupt, as Ctrl-C would, after the earlier steps have changed its parameters."""
+    steps = {"n": 0}
+    original = learner.loss_and_grads_batch
+
+    def step(x, y, t, classes=None):
+        if t == task_id:
+            steps["n"] += 1
+            if steps["n"] == after_steps:
+                raise KeyboardInterrupt
+        return original(x, y, t, classes)
+
+    learner.loss_and_grads_batch = step
+
+
+@pytest.mark.parametrize("strategy", ["crwn", "finetune", "separate", "supsup"])
+def test_a_task_stopped_part_way_is_taken_out_and_the_run_continues_as_if_uninterrupted(
+        data, strategy):
+    from nmnp.continual.runner import ContinualResult
+    from nmnp.strategies import make_strategy
+
+    stream = PermutedStream(data, n_tasks=3, seed=1)
+    whole = make_strategy(strategy, CONFIG)
+    uninterrupted = run_stream(whole, stream, SETTINGS, progress=False)
+
+    learner = make_strategy(strategy, CONFIG)
+    state_after_first = []
+    result = ContinualResult()  # grown in place, so it survives the interrupt
+    interrupt_training_of(learner, task_id=1, after_steps=5)
+    with pytest.raises(KeyboardInterrupt):
+        run_stream(learner, stream, SETTINGS, result=result, progress=False,
+                   on_task_end=lambda res, lrn: state_after_first.append(
+                       {k: np.array(v) for k, v in lrn.prediction_state(0).items()}))
+    assert learner.n_tasks == 1 and result.n_tasks == 1  # the half-trained task is gone
+    for name, value in learner.prediction_state(0).items():  # finetune: its readout is back
+        np.testing.assert_array_equal(value, state_after_first[0][name], err_msg=name)
+
+    del learner.loss_and_grads_batch  # the class's method again
+    continued = run_stream(learner, stream, SETTINGS, result=result, progress=False)
+    assert continued is result and learner.n_tasks == 3
+    np.testing.assert_array_equal(continued.acc_matrix, uninterrupted.acc_matrix)
+    for t in range(3):
+        for name, value in learner.prediction_state(t).items():
+            np.testing.assert_array_equal(value, whole.prediction_state(t)[name], err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the divergence
+def test_a_task_whose_training_diverges_is_taken_out(data):
+    from nmnp.continual.runner import ContinualResult
+    from nmnp.errors import TrainingError
+
+    net = ModulatedNetwork(CONFIG)
+    result = ContinualResult()
+    stream = PermutedStream(data, n_tasks=2, seed=1)
+    run_stream(net, PermutedStream(data, n_tasks=1, seed=1), SETTINGS, result=result,
+               progress=False)
+    with pytest.raises(TrainingError, match="task 2 of 2"):
+        run_stream(net, stream, TrainSettings(epochs=1, batch_size=32, lr=1e30), result=result,
+                   progress=False)
+    assert net.n_tasks == 1 and result.n_tasks == 1
+    run_stream(net, stream, SETTINGS, result=result, progress=False)  # a smaller rate
+    assert net.n_tasks == 2 and result.n_tasks == 2
+
+
+def test_a_failing_on_task_end_keeps_the_task_it_reports(data):
+    from nmnp.continual.runner import ContinualResult
+
+    net = ModulatedNetwork(CONFIG)
+    result = ContinualResult()
+
+    def disk_full(res, lrn):
+        raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space"):
+        run_stream(net, PermutedStream(data, n_tasks=2, seed=1), SETTINGS, result=result,
+                   progress=False, on_task_end=disk_full)
+    assert net.n_tasks == 1 and result.n_tasks == 1  # recorded before the hook ran
+
+
+def test_remove_last_task_refuses_what_it_cannot_undo(data):
+    from nmnp.errors import TaskError
+    from nmnp.strategies import make_strategy
+
+    with pytest.raises(TaskError, match="holds no task to remove"):
+        ModulatedNetwork(CONFIG).remove_last_task()
+    with pytest.raises(TaskError, match="holds no task to remove"):
+        make_strategy("separate", CONFIG).remove_last_task()
+    finetune = make_strategy("finetune", CONFIG)
+    run_stream(finetune, PermutedStream(data, n_tasks=2, seed=1), SETTINGS, progress=False)
+    finetune.remove_last_task()
+    with pytest.raises(TaskError, match="only its newest task, once"):
+        finetune.remove_last_task()
+    assert finetune.n_tasks == 1
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the divergence
+def test_a_learner_without_remove_last_task_keeps_the_task_and_cannot_be_continued(data):
+    from nmnp.continual.runner import ContinualResult
+    from nmnp.errors import TrainingError
+
+    class Keeper(ModulatedNetwork):
+        remove_last_task = None  # a learner written before the protocol had it
+
+    net, result = Keeper(CONFIG), ContinualResult()
+    stream = PermutedStream(data, n_tasks=1, seed=1)
+    with pytest.raises(TrainingError):
+        run_stream(net, stream, TrainSettings(epochs=1, lr=1e30), result=result, progress=False)
+    assert net.n_tasks == 1 and result.n_tasks == 0
+    with pytest.raises(ConfigError, match="holds 1 task"):
+        run_stream(net, stream, SETTINGS, result=result, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the divergence
+def test_a_removal_that_refuses_does_not_hide_the_error_that_stopped_the_task(data):
+    from nmnp.continual.runner import ContinualResult
+    from nmnp.errors import TaskError, TrainingError
+
+    class Refuser(ModulatedNetwork):
+        def remove_last_task(self):
+            raise TaskError("cannot undo")
+
+    net, result = Refuser(CONFIG), ContinualResult()
+    with pytest.raises(TrainingError):  # the divergence, not the TaskError of the removal
+        run_stream(net, PermutedStream(data, n_tasks=1, seed=1),
+                   TrainSettings(epochs=1, lr=1e30), result=result, progress=False)
+    assert net.n_tasks == 1 and result.n_tasks == 0

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, ShapeError, TaskError
 from ..train import TaskTrainingReport, TrainSettings, train_task
 from . import metrics
 from .streams import InputBuffers, TaskStream
@@ -247,6 +247,25 @@ def _check_continuation(learner, stream, result: ContinualResult) -> None:
             )
 
 
+def _discard_unfinished_task(learner, task_id: int) -> None:
+    """Remove task ``task_id``, whose training or evaluation failed, so that the learner holds
+    exactly the tasks the result records and ``run_stream(..., result=)`` can continue it.
+
+    A learner without ``remove_last_task``, or whose ``remove_last_task`` refuses with a
+    TaskError, keeps the task; continuing it is then refused by :func:`_check_continuation`
+    (it holds one task more than the result).
+    """
+    remove = getattr(learner, "remove_last_task", None)
+    if remove is None or getattr(learner, "n_tasks", None) != task_id + 1:
+        return
+    try:
+        remove()
+    except TaskError:
+        # The learner refused (it cannot undo the task): keep it, and let the error that
+        # stopped the task propagate rather than this one.
+        pass
+
+
 def _check_can_skip(learner) -> None:
     """ConfigError unless ``learner`` can say what its predictions read (``skip_unchanged``)."""
     from ..model import Classifier
@@ -295,13 +314,15 @@ def run_stream(
     Parameters
     ----------
     learner : a model with ``add_task``, ``freeze``, ``evaluate`` and the protocol of
-        :func:`nmnp.train.train_task`
+        :func:`nmnp.train.train_task`; optionally ``remove_last_task`` (see Notes)
     stream : a task stream (``len`` and ``stream[i]`` giving a task with ``x_train``,
         ``y_train``, ``name`` and ``classes``)
     settings : TrainSettings
     result : a partial result to continue (resume): tasks ``0..result.n_tasks-1`` must
         already be learned by ``learner`` (which must hold exactly those tasks) and their
-        names must be the stream's; otherwise ConfigError, before any training
+        names must be the stream's; otherwise ConfigError, before any training. It is grown
+        in place, so pass ``ContinualResult()`` to a fresh run to keep the record of the
+        finished tasks if the run stops part-way.
     progress : as in :func:`nmnp.train.train_task` (``None``: bars on a terminal, a line
         every 30 s in a log)
     on_task_end : called as ``on_task_end(result, learner)`` after each task is recorded
@@ -314,6 +335,15 @@ def run_stream(
     Returns
     -------
     ContinualResult
+
+    Notes
+    -----
+    When a task fails part-way (a TrainingError, Ctrl-C, an error while it is evaluated),
+    the exception propagates after the task is taken out of the learner again with its
+    ``remove_last_task`` (fine-tuning also gets back the shared readout it had before the
+    task). The learner and ``result`` then agree on the finished tasks, and
+    ``run_stream(learner, stream, settings, result=result)`` continues from the failed task.
+    A failure in ``on_task_end`` comes after the task was recorded, so the task stays.
 
     Raises
     ------
@@ -349,29 +379,33 @@ def run_stream(
         name, classes, x_train, y_train = _training_data(stream, t, buffers)
         classes_of[t] = classes
         task_id = learner.add_task(name)
-        report = train_task(
-            learner,
-            task_id,
-            x_train,
-            y_train,
-            settings,
-            classes=classes,
-            progress=progress,
-            description=f"task {t + 1} of {len(stream)}, {name}",
-        )
-        learner.freeze(task_id)
-        accuracies, reused = [], 0
-        fixed = (learner.fingerprint(), learner.backend) if skip_unchanged else None
-        for j in range(t + 1):
-            key = (fixed, learner.prediction_digest(j)) if skip_unchanged else None
-            if j in last_evaluation and last_evaluation[j][0] == key:
-                accuracies.append(last_evaluation[j][1])
-                reused += 1
-                continue
-            x_test, y_test, test_classes = task_test_set(stream, j, classes_of, buffers)
-            accuracies.append(learner.evaluate(x_test, y_test, j, test_classes))
-            if skip_unchanged:
-                last_evaluation[j] = (key, accuracies[-1])
+        try:
+            report = train_task(
+                learner,
+                task_id,
+                x_train,
+                y_train,
+                settings,
+                classes=classes,
+                progress=progress,
+                description=f"task {t + 1} of {len(stream)}, {name}",
+            )
+            learner.freeze(task_id)
+            accuracies, reused = [], 0
+            fixed = (learner.fingerprint(), learner.backend) if skip_unchanged else None
+            for j in range(t + 1):
+                key = (fixed, learner.prediction_digest(j)) if skip_unchanged else None
+                if j in last_evaluation and last_evaluation[j][0] == key:
+                    accuracies.append(last_evaluation[j][1])
+                    reused += 1
+                    continue
+                x_test, y_test, test_classes = task_test_set(stream, j, classes_of, buffers)
+                accuracies.append(learner.evaluate(x_test, y_test, j, test_classes))
+                if skip_unchanged:
+                    last_evaluation[j] = (key, accuracies[-1])
+        except BaseException:  # Ctrl-C included: the task is not in the result, so not kept
+            _discard_unfinished_task(learner, task_id)
+            raise
         result.add_row(name, report, accuracies)
         result.reused_evaluations += reused
         if on_task_end is not None:

@@ -3,10 +3,10 @@
 A strategy is a *learner*: it offers exactly the methods :func:`nmnp.train.train_task` and
 :func:`nmnp.continual.runner.run_stream` call (``add_task``, ``freeze``,
 ``trainable_params``, ``check_inputs``, ``check_labels``, ``check_classes``,
-``loss_and_grads_batch``, ``evaluate``) and the storage figures of a results table
-(``params_per_task``, ``bytes_per_task``, ``shared_params``, ``shared_bytes``,
-``fixed_params``, ``fixed_bytes_to_regenerate``), plus ``name``, ``config`` and
-``backend``.
+``loss_and_grads_batch``, ``evaluate``, and ``remove_last_task``, which undoes a task that
+failed) and the storage figures of a results table (``params_per_task``,
+``bytes_per_task``, ``shared_params``, ``shared_bytes``, ``fixed_params``,
+``fixed_bytes_to_regenerate``), plus ``name``, ``config`` and ``backend``.
 
 The fixed weights are not drawn here: every strategy builds a
 :class:`~nmnp.model.ModulatedNetwork` from the same :class:`~nmnp.config.NetworkConfig`
@@ -120,6 +120,14 @@ class ReadoutStrategy(Classifier):
                                        state=self._init_task(task_id)))
         return task_id
 
+    def remove_last_task(self) -> None:
+        """Undo :meth:`add_task` and any training of the newest task (see
+        :meth:`nmnp.model.ModulatedNetwork.remove_last_task`); TaskError if there is none."""
+        if not self.tasks:
+            raise TaskError(f"this {self.name} learner holds no task to remove")
+        self._on_remove()  # first: it may refuse
+        self.tasks.pop()
+
     def task(self, task_id: int) -> StrategyTask:
         """The record of a stored task; TaskError for an unknown id."""
         return find_task(self.tasks, task_id, f"this {self.name} learner")
@@ -227,6 +235,11 @@ class ReadoutStrategy(Classifier):
 
     def _on_freeze(self, task_id: int, record: StrategyTask) -> None:
         """Called once when a task is frozen (SupSup packs its mask into bits here)."""
+
+    def _on_remove(self) -> None:
+        """Called before the newest task is removed: undo what training it changed outside
+        its own record (fine-tuning restores its shared readout here), or raise TaskError
+        to keep the task."""
 
     def readout_logits(self, h, task_id: int) -> np.ndarray:
         """Logits (B, n_outputs) of task ``task_id`` from encoder activity h (B, n_units).

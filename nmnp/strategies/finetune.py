@@ -17,6 +17,7 @@ Storage, honestly counted:
 
 from __future__ import annotations
 
+from ..errors import TaskError
 from .base import ReadoutStrategy
 from .readout import initial_readout, linear_readout_backward, linear_readout_forward
 
@@ -63,7 +64,21 @@ class FineTune(ReadoutStrategy):
         return self.config.n_units * self.config.inputs_per_unit
 
     def _init_task(self, task_id):
+        # The readout as it was before this task: remove_last_task puts it back, so a task
+        # that fails part-way leaves the learner as the previous tasks left it.
+        self._readout_before_task = {k: v.copy() for k, v in self.readout.items()}
         return {}  # nothing of its own
+
+    def _on_remove(self):
+        # One copy is kept (313 KB for FlyNet), not one per task: only the newest task
+        # can be undone, once.
+        before = getattr(self, "_readout_before_task", None)
+        if before is None:
+            raise TaskError("fine-tuning can undo only its newest task, once: the shared "
+                            "readout before the earlier tasks was not kept")
+        for k, v in before.items():
+            self.readout[k][...] = v  # in place: the arrays trainable_params handed out
+        self._readout_before_task = None
 
     def _params(self, task_id):
         return self.readout
