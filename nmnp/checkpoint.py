@@ -1,11 +1,14 @@
-"""Checkpoints: a network's every task context in one small, self-checking file.
+"""Checkpoints: a learner's every task in one small, self-checking file.
 
-The fixed random weights are *not* stored: they are regenerated from the configuration and
-its seed, and compared with a stored fingerprint. What is stored is what the tasks learned,
-so a 36-task FlyNet checkpoint is about 36 x 31 KB. Loading never executes anything from
-the file (no pickle): it is a fixed binary prelude, a JSON header and raw arrays.
+The learner is the paper's network (:class:`~nmnp.model.ModulatedNetwork`, every task's
+context) or one of the comparison strategies of :mod:`nmnp.strategies` (every task's state
+and the state the tasks share, such as fine-tuning's readout). The fixed random weights are
+*not* stored: they are regenerated from the configuration and its seed, and compared with a
+stored fingerprint. What is stored is what the tasks learned, so a 36-task FlyNet checkpoint
+is about 36 x 31 KB. Loading never executes anything from the file (no pickle): it is a fixed
+binary prelude, a JSON header and raw arrays.
 
-Layout (format version 1; every integer little-endian)::
+Layout (format version 2; every integer little-endian)::
 
     offset  size  content
     0       8     magic  b"NMNPCKPT"
@@ -18,16 +21,22 @@ Layout (format version 1; every integer little-endian)::
                   starting at D + offset (offsets are multiples of 8)
     L - 32  32    SHA-256 of bytes 0 .. L - 33 (everything before it)
 
-The header holds ``format``, ``nmnp_version``, ``config`` (the
-:class:`~nmnp.config.NetworkConfig`, seed included), ``fingerprint`` (SHA-256 of the fixed
-weights, :meth:`~nmnp.model.ModulatedNetwork.fingerprint`), ``tasks`` (name and frozen
-flag of each), ``arrays`` (name, dtype, shape, offset and nbytes of ``tasks/<i>/gains``
-and ``tasks/<i>/strength``) and ``extra`` (any JSON the caller stored: ``nmnp run``
-keeps its experiment configuration and accuracy matrix there, to resume).
+The header holds ``format``, ``nmnp_version``, ``learner`` (``strategy``: ``"crwn"`` for
+the network, else the strategy's name; ``options``: what else rebuilds it, e.g. SupSup's
+``keep``), ``config`` (the :class:`~nmnp.config.NetworkConfig`, seed included),
+``fingerprint`` (SHA-256 of the fixed weights,
+:meth:`~nmnp.model.ModulatedNetwork.fingerprint`), ``tasks`` (name and frozen flag of each),
+``arrays`` (name, dtype, shape, offset and nbytes of each array: ``tasks/<i>/gains`` and
+``tasks/<i>/strength`` for the network; ``tasks/<i>/<key>`` for each key of a strategy's
+task state, in sorted order, then ``shared/<key>`` for its shared state) and ``extra`` (any
+JSON the caller stored: ``nmnp run`` keeps its experiment configuration and accuracy matrix
+there, to resume). Version 1, which nmnp still reads, is the same without ``learner``: it
+always holds the network.
 
 Loading checks, in order: magic, version (a newer one is refused by name), length
 (truncated or extended), checksum (any changed byte), the header's structure, every
-array's name, dtype, shape and position against the configuration, finite values, an
+array's name, dtype, shape and position against the configuration and the learner (a
+strategy's layout is that of a freshly built one of the same kind), finite values, an
 optional expected configuration (a file of another network is named as such before any
 weights are drawn), and finally the fingerprint of the fixed weights regenerated from the
 configuration (a change in how random weights are drawn is caught here, not silently loaded
@@ -40,6 +49,7 @@ the new one, never a mix.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -56,11 +66,11 @@ from .errors import CheckpointError, ConfigError, NmnpError, OutputError
 from .model import ModulatedNetwork, TaskContext
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Checkpoint", "save", "load", "read", "read_extra",
-           "to_bytes", "from_bytes", "describe"]
+           "to_bytes", "from_bytes", "describe", "learner_kind", "learner_options"]
 
 MAGIC = b"NMNPCKPT"
-#: The format version this nmnp writes and the only one it reads.
-FORMAT_VERSION = 1
+#: The format version this nmnp writes; it reads this one and every earlier one.
+FORMAT_VERSION = 2
 _PRELUDE = struct.Struct("<8sIIQ")  # magic, version, header length, file length
 _DIGEST = 32
 _ALIGN = 8
@@ -73,8 +83,8 @@ class Checkpoint:
 
     Attributes
     ----------
-    model : ModulatedNetwork
-        Fixed weights regenerated, every task context restored (frozen flags included).
+    model : ModulatedNetwork or a comparison strategy (:mod:`nmnp.strategies`)
+        Fixed weights regenerated, every task restored (frozen flags included).
     extra : dict or None
         The JSON the writer stored alongside (e.g. a run's configuration and results).
     version : int
@@ -95,46 +105,44 @@ def to_bytes(model, extra: dict | None = None) -> bytes:
 
     Parameters
     ----------
-    model : ModulatedNetwork
+    model : ModulatedNetwork or a comparison strategy
     extra : dict, optional
         JSON-ready data to store alongside (no NaN or infinity).
 
     Raises
     ------
     CheckpointError
-        If a context has the wrong shape or holds NaN or infinite values, or ``extra`` is
-        not plain JSON.
+        If ``model`` is neither, an array of a task has the wrong shape or keys or holds NaN
+        or infinite values, or ``extra`` is not plain JSON.
     """
-    dtype = np.dtype(model.config.dtype).newbyteorder("<")
+    kind, options = learner_kind(model), learner_options(model)
+    layout = _layout(kind, model.config, tuple(bool(t.frozen) for t in model.tasks), options)
     table, blobs, offset = [], [], 0
-    shapes = {"gains": (model.config.n_units,), "strength": (1,)}
-    for i, ctx in enumerate(model.tasks):
-        for part in ("gains", "strength"):
-            a = np.ascontiguousarray(getattr(ctx, part), dtype=dtype)
-            if a.shape != shapes[part]:  # replaced by hand: the file could not be loaded
-                raise CheckpointError(
-                    f"task {i} ({ctx.name!r}) has {part} of shape {a.shape}, expected "
-                    f"{shapes[part]}, so it was not saved"
-                )
-            if not np.isfinite(a).all():
-                raise CheckpointError(
-                    f"task {i} ({ctx.name!r}) has NaN or infinite {part}, so it was not saved"
-                )
-            table.append({"name": f"tasks/{i}/{part}", "dtype": dtype.str,
-                          "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
-            blobs.append(a.tobytes())
-            pad = -a.nbytes % _ALIGN
-            if pad:
-                blobs.append(b"\0" * pad)
-            offset += a.nbytes + pad
+    for (owner, key, shape, dtype), value in zip(layout, _learned_arrays(model, kind, layout)):
+        what = _owner_text(model, owner)
+        a = np.ascontiguousarray(value, dtype=dtype)
+        if a.shape != shape:  # replaced by hand: the file could not be loaded
+            raise CheckpointError(
+                f"{what} has {key} of shape {a.shape}, expected {shape}, so it was not saved"
+            )
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"{what} has NaN or infinite {key}, so it was not saved")
+        table.append({"name": _array_name(owner, key), "dtype": dtype.str,
+                      "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes})
+        blobs.append(a.tobytes())
+        pad = -a.nbytes % _ALIGN
+        if pad:
+            blobs.append(b"\0" * pad)
+        offset += a.nbytes + pad
     if extra is not None and not isinstance(extra, dict):
         raise CheckpointError(f"extra must be a dict of JSON data, got {type(extra).__name__}")
     header = {
         "format": "nmnp checkpoint",
         "nmnp_version": __version__,
+        "learner": {"strategy": kind, "options": options},
         "config": model.config.to_dict(),
         "fingerprint": model.fingerprint(),
-        "tasks": [{"name": str(ctx.name), "frozen": bool(ctx.frozen)} for ctx in model.tasks],
+        "tasks": [{"name": str(t.name), "frozen": bool(t.frozen)} for t in model.tasks],
         "arrays": table,
         "extra": extra,
     }
@@ -150,12 +158,105 @@ def to_bytes(model, extra: dict | None = None) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
+# --------------------------------------------------------------------------- learners
+def _strategies():
+    """The strategy classes by name (imported late: nmnp.strategies imports the model)."""
+    from .strategies import STRATEGIES
+
+    return STRATEGIES
+
+
+def learner_kind(model) -> str:
+    """``"crwn"`` for a :class:`~nmnp.model.ModulatedNetwork` (of any subclass), else the
+    name of the comparison strategy ``model`` is; CheckpointError for anything else."""
+    if isinstance(model, ModulatedNetwork):
+        return "crwn"
+    name = getattr(model, "name", None)
+    cls = _strategies().get(name) if isinstance(name, str) else None
+    if cls is not None and isinstance(model, cls):
+        return name
+    raise CheckpointError(f"a checkpoint holds a ModulatedNetwork or a comparison strategy "
+                          f"({', '.join(_strategies())}), got {type(model).__name__}")
+
+
+def learner_options(model) -> dict:
+    """What rebuilds ``model`` beyond its configuration and backend (JSON-ready): its
+    ``init_options()`` if it has them (SupSup's ``keep``), else nothing."""
+    options = getattr(model, "init_options", None)
+    return dict(options()) if options is not None else {}
+
+
+def _learner_text(kind: str, options: dict) -> str:
+    """E.g. ``"a supsup learner (keep 0.5)"``, for messages."""
+    text = ", ".join(f"{k} {v!r}" for k, v in sorted(options.items()))
+    return f"a {kind} learner" + (f" ({text})" if text else "")
+
+
+def _owner_text(model, owner) -> str:
+    """E.g. ``"task 1 ('upright')"`` or ``"the shared state"``, for messages."""
+    return "the shared state" if owner == "shared" else f"task {owner} ({model.tasks[owner].name!r})"
+
+
+def _array_name(owner, key: str) -> str:
+    return f"shared/{key}" if owner == "shared" else f"tasks/{owner}/{key}"
+
+
+def _state_layout(state: dict) -> list:
+    return [(key, tuple(np.shape(state[key])), np.asarray(state[key]).dtype.newbyteorder("<"))
+            for key in sorted(state)]
+
+
+@functools.lru_cache(maxsize=32)
+def _strategy_layouts(kind: str, config: NetworkConfig, options: tuple) -> tuple:
+    """(training task, frozen task, shared state) layouts of a strategy: the keys, shapes
+    and dtypes of a freshly built one's, so no strategy describes its state twice.
+    ``options`` is ``_options_key(options)``."""
+    probe = _strategies()[kind](config, "numpy", **{k: v for k, _, v in options})
+    probe.add_task()
+    training = _state_layout(probe.task(0).state)
+    probe.freeze(0)
+    return training, _state_layout(probe.task(0).state), _state_layout(probe.shared_state())
+
+
+def _options_key(options: dict) -> tuple:
+    """``options`` as a cache key that tells their types apart (True == 1.0 to Python, but
+    SupSup refuses ``keep=True``)."""
+    return tuple(sorted((k, type(v).__name__, v) for k, v in options.items()))
+
+
+def _layout(kind: str, config: NetworkConfig, frozen: tuple, options: dict) -> list:
+    """[(owner, key, shape, dtype), ...]: every array a checkpoint of this learner holds, in
+    file order. ``owner`` is a task's index or ``"shared"``."""
+    if kind == "crwn":
+        dtype = np.dtype(config.dtype).newbyteorder("<")
+        return [(i, key, shape, dtype) for i in range(len(frozen))
+                for key, shape in (("gains", (config.n_units,)), ("strength", (1,)))]
+    training, frozen_task, shared = _strategy_layouts(kind, config, _options_key(options))
+    out = [(i, key, shape, dtype) for i, f in enumerate(frozen)
+           for key, shape, dtype in (frozen_task if f else training)]
+    return out + [("shared", key, shape, dtype) for key, shape, dtype in shared]
+
+
+def _learned_arrays(model, kind: str, layout: list) -> list:
+    """The arrays of ``model`` in ``layout``'s order; CheckpointError if a task's state has
+    other keys than the layout (replaced by hand)."""
+    if kind == "crwn":
+        return [getattr(model.tasks[owner], key) for owner, key, _, _ in layout]
+    states = {"shared": model.shared_state()}
+    states.update({i: t.state for i, t in enumerate(model.tasks)})
+    for owner, state in states.items():
+        want = sorted(key for o, key, _, _ in layout if o == owner)
+        if sorted(state) != want:
+            raise CheckpointError(f"{_owner_text(model, owner)} holds {sorted(state)}, expected {want}, so it was not saved")
+    return [states[owner][key] for owner, key, _, _ in layout]
+
+
 def save(model, path, extra: dict | None = None, *, _before_rename=None) -> Path:
     """Write ``model``'s checkpoint to ``path`` atomically.
 
     Parameters
     ----------
-    model : ModulatedNetwork
+    model : ModulatedNetwork or a comparison strategy
     path : str or PathLike
         Its folder must exist. An existing file is replaced only once the new one is
         complete on disk.
@@ -174,7 +275,7 @@ def save(model, path, extra: dict | None = None, *, _before_rename=None) -> Path
         If ``path`` is not a path (``None``, a number, an empty string), or its folder does
         not exist or is not writable: checked before the model is serialised.
     CheckpointError
-        If the model cannot be stored (non-finite context, non-JSON ``extra``) or the
+        If the model cannot be stored (not a learner, a non-finite context, non-JSON ``extra``) or the
         write fails (disk full...); an existing checkpoint is left unchanged.
     """
     path = as_path(path, "checkpoint path")
@@ -222,7 +323,7 @@ def _verified_header(data: bytes, name: str) -> tuple[dict, memoryview]:
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {name} has format version {version}, written by a newer nmnp; this "
-            f"nmnp ({__version__}) reads format version {FORMAT_VERSION} only"
+            f"nmnp ({__version__}) reads format versions 1 to {FORMAT_VERSION}"
         )
     if version < 1:
         raise CheckpointError(f"checkpoint {name} has invalid format version {version}")
@@ -278,33 +379,36 @@ def _config_of(header: dict, name: str) -> NetworkConfig:
     return config  # NetworkConfig refuses one too large to regenerate (MAX_RANDOM_DRAWS)
 
 
-def _arrays(header: dict, section: memoryview, config: NetworkConfig, n_tasks: int, name: str):
-    """The task arrays, checked against the configuration, as writeable native arrays."""
+def _arrays(header: dict, section: memoryview, config: NetworkConfig, layout: list, name: str):
+    """The arrays of ``layout`` (see :func:`_layout`), checked against it, as writeable
+    native arrays keyed by their names."""
     table = _field(header, "arrays", list, name)
-    dtype = np.dtype(config.dtype).newbyteorder("<")
-    expected = []
-    for i in range(n_tasks):
-        expected += [(f"tasks/{i}/gains", (config.n_units,)), (f"tasks/{i}/strength", (1,))]
-    if len(table) != len(expected):
+    n_tasks = len(_field(header, "tasks", list, name))
+    if len(table) != len(layout):
         raise CheckpointError(
-            f"checkpoint {name} lists {len(table)} arrays but its {n_tasks} task(s) need {len(expected)}"
+            f"checkpoint {name} lists {len(table)} arrays but its {n_tasks} task(s) need {len(layout)}"
         )
+    config_dtype = np.dtype(config.dtype).newbyteorder("<")
     out, offset = {}, 0
-    for entry, (want_name, want_shape) in zip(table, expected):
+    for entry, (owner, key, want_shape, dtype) in zip(table, layout):
+        want_name = _array_name(owner, key)
         if not isinstance(entry, dict) or entry.get("name") != want_name:
             got = entry.get("name") if isinstance(entry, dict) else entry
             raise CheckpointError(f"checkpoint {name} has array {got!r} where {want_name!r} belongs")
         if entry.get("dtype") != dtype.str:
+            needs = (f"the configuration's dtype {config.dtype} needs" if dtype == config_dtype
+                     else "its learner stores it as")
             raise CheckpointError(
-                f"checkpoint {name}: array {want_name} has dtype {entry.get('dtype')!r}, but the "
-                f"configuration's dtype {config.dtype} needs {dtype.str!r}"
+                f"checkpoint {name}: array {want_name} has dtype {entry.get('dtype')!r}, but "
+                f"{needs} {dtype.str!r}"
             )
         if entry.get("shape") != list(want_shape):
             raise CheckpointError(
                 f"checkpoint {name}: array {want_name} has shape {entry.get('shape')!r}, but the "
                 f"configuration needs {list(want_shape)}"
             )
-        nbytes = int(np.prod(want_shape)) * dtype.itemsize
+        count = int(np.prod(want_shape))
+        nbytes = count * dtype.itemsize
         if entry.get("offset") != offset or entry.get("nbytes") != nbytes:
             raise CheckpointError(
                 f"checkpoint {name}: array {want_name} is not where the layout puts it "
@@ -312,9 +416,9 @@ def _arrays(header: dict, section: memoryview, config: NetworkConfig, n_tasks: i
             )
         if offset + nbytes > len(section):
             raise CheckpointError(f"checkpoint {name}: array {want_name} runs past the end of the data")
-        a = np.frombuffer(section, dtype=dtype, count=int(np.prod(want_shape)), offset=offset)
+        a = np.frombuffer(section, dtype=dtype, count=count, offset=offset)
         a = a.astype(dtype.newbyteorder("="), copy=True).reshape(want_shape)
-        if not np.isfinite(a).all():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"checkpoint {name}: array {want_name} contains NaN or infinite values")
         out[want_name] = a
         offset += nbytes + (-nbytes % _ALIGN)
@@ -323,6 +427,27 @@ def _arrays(header: dict, section: memoryview, config: NetworkConfig, n_tasks: i
             f"checkpoint {name} has {len(section) - offset} unexplained bytes after its arrays"
         )
     return out
+
+
+def _learner(header: dict, version: int, config: NetworkConfig, name: str) -> tuple[str, dict]:
+    """(kind, options) of the learner a checkpoint holds: ``("crwn", {})`` in version 1."""
+    if version < 2:
+        return "crwn", {}
+    learner = _field(header, "learner", dict, name)
+    kind, options = learner.get("strategy"), learner.get("options")
+    if not isinstance(kind, str) or kind not in _strategies():
+        raise CheckpointError(f"checkpoint {name} holds an unknown learner {kind!r}; this nmnp "
+                              f"knows {', '.join(_strategies())}")
+    if not isinstance(options, dict) or (kind == "crwn" and options):
+        raise CheckpointError(f"checkpoint {name} has invalid options {options!r} for its {kind} learner")
+    if kind != "crwn":
+        try:  # the options must rebuild the learner (a forged keep of 2 would not)
+            _strategy_layouts(kind, config, _options_key(options))
+        except (NmnpError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {name} has invalid options {options!r} for its {kind} learner ({err})"
+            ) from None
+    return kind, options
 
 
 def _tasks(header: dict, name: str) -> list[tuple[str, bool]]:
@@ -359,9 +484,13 @@ def _as_buffer(data) -> memoryview:
 
 
 def _check_into(into) -> None:
-    if into is not None and not isinstance(into, ModulatedNetwork):
-        raise CheckpointError(f"a checkpoint can only be loaded into a ModulatedNetwork, got "
-                              f"{type(into).__name__}")
+    if into is None:
+        return
+    try:
+        learner_kind(into)
+    except CheckpointError:
+        raise CheckpointError(f"a checkpoint can only be loaded into a ModulatedNetwork or a "
+                              f"comparison strategy, got {type(into).__name__}") from None
 
 
 def _compare_configs(stored: NetworkConfig, expected: NetworkConfig, name: str) -> None:
@@ -390,27 +519,53 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
     config = _config_of(header, name)
     fingerprint = _field(header, "fingerprint", str, name)
     tasks = _tasks(header, name)
-    arrays = _arrays(header, section, config, len(tasks), name)
+    kind, options = _learner(header, version, config, name)
+    layout = _layout(kind, config, tuple(frozen for _, frozen in tasks), options)
+    arrays = _arrays(header, section, config, layout, name)
     extra = header.get("extra")
     if extra is not None and not isinstance(extra, dict):
         raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
     if into is not None:
         if into.n_tasks:
             raise CheckpointError("a checkpoint can only be loaded into a network that has no tasks yet")
+        if (learner_kind(into), learner_options(into)) != (kind, options):
+            raise CheckpointError(
+                f"checkpoint {name} holds {_learner_text(kind, options)}, which cannot be loaded "
+                f"into {_learner_text(learner_kind(into), learner_options(into))}"
+            )
         expected_config = into.config if expected_config is None else expected_config
     if expected_config is not None:
         _compare_configs(config, expected_config, name)
-    model = into if into is not None else ModulatedNetwork(config, backend)
+    if into is not None:
+        model = into
+    elif kind == "crwn":
+        model = ModulatedNetwork(config, backend)
+    else:
+        model = _strategies()[kind](config, backend, **options)
     if model.fingerprint() != fingerprint:
         raise CheckpointError(
             f"checkpoint {name}: the fixed weights regenerated from its configuration do not match "
             f"its fingerprint, so this nmnp draws random weights differently from the one that wrote it"
         )
-    for i, (task_name, frozen) in enumerate(tasks):
-        model.tasks.append(
-            TaskContext(arrays[f"tasks/{i}/gains"], arrays[f"tasks/{i}/strength"], task_name, frozen)
-        )
+    _restore_tasks(model, kind, tasks, layout, arrays)
     return Checkpoint(model, extra, version, str(header.get("nmnp_version", "unknown")))
+
+
+def _restore_tasks(model, kind: str, tasks: list, layout: list, arrays: dict) -> None:
+    """Append the stored tasks to ``model`` (which has none) and set its shared state."""
+    if kind == "crwn":
+        for i, (task_name, frozen) in enumerate(tasks):
+            model.tasks.append(
+                TaskContext(arrays[f"tasks/{i}/gains"], arrays[f"tasks/{i}/strength"], task_name, frozen)
+            )
+        return
+    from .strategies.base import StrategyTask
+
+    for i, (task_name, frozen) in enumerate(tasks):
+        state = {key: arrays[_array_name(owner, key)] for owner, key, _, _ in layout if owner == i}
+        model.tasks.append(StrategyTask(task_name, frozen, state))
+    for key, target in model.shared_state().items():
+        target[...] = arrays[_array_name("shared", key)]  # in place: the arrays training updates
 
 
 def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpoint:
@@ -423,10 +578,11 @@ def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpo
         Backend of the returned model (a checkpoint does not depend on the backend).
     expected_config : NetworkConfig or dict, optional
         Refuse a checkpoint of any other configuration, naming the differences.
-    into : ModulatedNetwork, optional
-        A network without tasks (of any subclass) to restore the tasks into, instead of
-        building a new one; its configuration is the expected one and its fixed weights
-        must match the fingerprint. ``backend`` is then ignored.
+    into : ModulatedNetwork or a comparison strategy, optional
+        A learner without tasks to restore the tasks into, instead of building a new one:
+        of the stored kind (a ModulatedNetwork of any subclass for the network, the same
+        strategy with the same options otherwise); its configuration is the expected one and
+        its fixed weights must match the fingerprint. ``backend`` is then ignored.
 
     Returns
     -------
@@ -441,7 +597,7 @@ def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpo
     ConfigError
         If ``path`` is not a path (``None``, a number, an empty string) or
         ``expected_config`` is neither a NetworkConfig nor a dict: before the file is read
-        (as is an ``into`` that is not a ModulatedNetwork, a CheckpointError).
+        (as is an ``into`` that is not a learner, a CheckpointError).
     BackendError
         If ``backend`` cannot run here.
     """
@@ -452,7 +608,8 @@ def read(path, backend: str = "cpu", expected_config=None, into=None) -> Checkpo
 
 
 def load(path, backend: str = "cpu", expected_config=None):
-    """Load a checkpoint file as a :class:`~nmnp.model.ModulatedNetwork` (see :func:`read`).
+    """Load a checkpoint file as the learner it holds: a :class:`~nmnp.model.ModulatedNetwork`,
+    or the comparison strategy that wrote it (see :func:`read`).
 
     Examples
     --------
@@ -480,13 +637,17 @@ def read_extra(path) -> dict | None:
 
 
 def describe(path) -> dict:
-    """A summary of a checkpoint without regenerating the network: version, configuration,
-    task names and file size (for printing, or checking what a file holds)."""
+    """A summary of a checkpoint without regenerating the network: version, learner
+    (``"crwn"`` or a strategy's name), configuration, task names and file size (for printing,
+    or checking what a file holds)."""
     data = _read_file(path)
     path = as_path(path, "checkpoint path")
     header, _ = _verified_header(data, str(path))
+    version = _PRELUDE.unpack_from(data)[1]
+    learner = header.get("learner") if version >= 2 else {"strategy": "crwn"}
     return {
-        "version": _PRELUDE.unpack_from(data)[1],
+        "version": version,
+        "learner": learner.get("strategy") if isinstance(learner, dict) else None,
         "nmnp_version": header.get("nmnp_version"),
         "config": header.get("config"),
         "tasks": [task_name for task_name, _ in _tasks(header, str(path))],

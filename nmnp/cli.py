@@ -3,9 +3,10 @@
 Every problem with the user's input ends the program with a one-line message naming it and
 a non-zero exit status, never a stack trace.
 
-``run --checkpoint PATH`` saves the network and the run after every task (see
-:mod:`nmnp.checkpoint`); ``run --resume PATH`` continues such a run from its last finished
-task with the configuration stored in it (options that would change the run are refused).
+``run --checkpoint PATH`` saves the learner (the network, or any strategy) and the run after
+every task (see :mod:`nmnp.checkpoint`); ``run --resume PATH`` continues such a run from its
+last finished task with the configuration stored in it (options that would change the run are
+refused).
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="print nothing but warnings and errors (no header, progress, rows or "
                         "summary): the results are in --json")
     p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="save the network and the run here after every task (atomic; refused if "
-                        "the file exists, or while another run writes it)")
+                   help="save the learner (any --strategy) and the run here after every task "
+                        "(atomic; refused if the file exists, or while another run writes it)")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="continue the run stored in this checkpoint from its last finished task; "
                         "its configuration is used, and any run option given must agree with it "

@@ -13,10 +13,13 @@ would, and the results are written as:
 * one figure (``--plot``): each strategy's accuracy matrix, the average accuracy after each
   task, and the final average accuracy against the bytes stored per task (log scale).
 
-``--json`` is rewritten after each strategy, with ``unfinished`` naming those still to run, and
-``--resume JSON`` continues such a report: the finished strategies are kept, the rest run with
-the stored options (:func:`run_comparison`'s ``finished``). One comparison at a time writes a
-report (:func:`nmnp.lock.exclusive`).
+``--json`` is written before each strategy starts and rewritten after it ends, with
+``unfinished`` naming those still to run, and every strategy's run saves a checkpoint after
+each of its tasks beside the report (``REPORT.STRATEGY.nmnp``, removed once the report holds
+the strategy). ``--resume JSON`` continues such a report: the finished strategies are kept,
+the one that was cut short continues from its checkpoint after its last finished task, and
+the rest run with the stored options (:func:`run_comparison`'s ``finished`` and
+``checkpoints``). One comparison at a time writes a report (:func:`nmnp.lock.exclusive`).
 
 Example (the issue's acceptance run, a few minutes on 2 cores)::
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from typing import Mapping
@@ -48,13 +52,15 @@ from typing import Mapping
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_json, check_distinct_paths, check_paths_given, check_report_path
+from .atomic import (
+    atomic_write_json, check_distinct_paths, check_paths_given, check_report_path, same_file,
+)
 from .cli import SKIP_UNCHANGED_HELP, check_rotation_options, write_report
 from .console import printer
 from .continual import metrics
 from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
-from .errors import ConfigError, NmnpError, OutputError
+from .errors import CheckpointError, ConfigError, NmnpError, OutputError
 from .experiment import (
     BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, epochs_text, format_row, make_learner,
     run_experiment,
@@ -116,6 +122,22 @@ def storage_of(learner, n_tasks: int) -> dict:
     return report
 
 
+def strategy_checkpoint(report, strategy: str) -> str:
+    """Where ``compare --json REPORT`` keeps ``strategy``'s checkpoint while it runs:
+    ``REPORT.STRATEGY.nmnp`` (e.g. ``cmp.json.supsup.nmnp``)."""
+    return f"{os.fspath(report)}.{strategy}.nmnp"
+
+
+def _is_checkpoint(path) -> bool:
+    from .checkpoint import MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def run_comparison(
     options: dict,
     strategies=DEFAULT_STRATEGIES,
@@ -128,6 +150,8 @@ def run_comparison(
     on_strategy_start=None,
     on_strategy_end=None,
     finished: dict | None = None,
+    checkpoints=None,
+    resume_checkpoints=None,
 ) -> dict:
     """Run ``strategies`` on one stream and return the comparison (JSON-ready).
 
@@ -145,7 +169,9 @@ def run_comparison(
     progress : as in :func:`nmnp.train.train_task` (``None``: bars on a terminal, a line
         every 30 s in a log)
     on_task_end : called as ``on_task_end(strategy, result, learner)`` after each task
-    on_strategy_start : called as ``on_strategy_start(strategy, config)`` before each run
+    on_strategy_start : called as ``on_strategy_start(strategy, config, comparison)`` before
+        each run, with the comparison so far (``unfinished`` lists this strategy and those
+        after it), so that a caller can save it before the run starts
     on_strategy_end : called as ``on_strategy_end(strategy, comparison)`` after each run, with
         the comparison so far (same keys as the return value; ``unfinished`` lists the
         strategies still to run), so that a caller can save it before the next run starts
@@ -156,6 +182,18 @@ def run_comparison(
         ``data_dir``, ``threads`` and ``skip_unchanged`` may differ); otherwise ConfigError,
         before any training. Each strategy's run is deterministic, so the result is the one
         an uninterrupted comparison gives, timings aside.
+    checkpoints : callable, optional
+        ``checkpoints(strategy)`` is the path where that strategy's run saves a checkpoint
+        after each task (:func:`nmnp.experiment.run_experiment`'s ``checkpoint``), e.g.
+        ``lambda s: strategy_checkpoint("cmp.json", s)``. A checkpoint already there that is
+        not the one this run resumes from is left over from an earlier comparison and is
+        replaced. Removing a finished strategy's checkpoint is the caller's (once its report
+        is saved).
+    resume_checkpoints : callable, optional
+        With ``finished``: ``resume_checkpoints(strategy)`` is where the comparison that was
+        cut short saved that strategy's checkpoint; an unfinished strategy whose checkpoint
+        exists there continues from it (``run_experiment``'s ``resume``) instead
+        of starting again. Default: ``checkpoints``.
 
     Returns
     -------
@@ -214,11 +252,14 @@ def run_comparison(
             continue
         config = configs[name]
         if on_strategy_start is not None:
-            on_strategy_start(name, config)
-        learner = make_learner(config)
+            on_strategy_start(name, config, comparison(names[i:]))
+        save_to, resume_from = _checkpoints_of(name, checkpoints, resume_checkpoints, finished)
+        learner = make_learner(config)  # its storage figures; the run's own when not resumed
         task_end = None if on_task_end is None else (
             lambda result, learner, name=name: on_task_end(name, result, learner))
-        report = run_experiment(config, dataset=dataset, learner=learner, progress=progress,
+        report = run_experiment(config, dataset=dataset,
+                                learner=learner if resume_from is None else None,
+                                resume=resume_from, checkpoint=save_to, progress=progress,
                                 on_task_end=task_end)
         summary = metrics.summarize(ContinualResult.from_dict(report).acc_matrix)
         storage = storage_of(learner, summary["n_tasks"])
@@ -239,6 +280,27 @@ def run_comparison(
         if on_strategy_end is not None:
             on_strategy_end(name, comparison(names[i + 1:]))
     return comparison([])
+
+
+def _checkpoints_of(name: str, checkpoints, resume_checkpoints, finished) -> tuple:
+    """(save_to, resume_from) of strategy ``name``'s run (see :func:`run_comparison`)."""
+    save_to = None if checkpoints is None else checkpoints(name)
+    resume_from = None
+    if finished is not None:
+        look = resume_checkpoints if resume_checkpoints is not None else checkpoints
+        candidate = None if look is None else look(name)
+        if candidate is not None and os.path.exists(candidate):
+            resume_from = candidate
+    if save_to is not None and os.path.exists(save_to) and not (
+            resume_from is not None and same_file(save_to, resume_from)):
+        if not _is_checkpoint(save_to):  # not ours to replace: run_experiment names it
+            return save_to, resume_from
+        try:
+            os.remove(save_to)  # left over from an earlier comparison that this one replaces
+        except OSError as err:
+            raise CheckpointError(f"cannot replace the left-over checkpoint {save_to} "
+                                  f"({err.strerror or err})") from err
+    return save_to, resume_from
 
 
 def _check_continuation(finished: dict, names, configs: dict, common: dict, preset) -> None:
@@ -387,14 +449,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, help="inputs per encoder unit (FlyNet: 7)")
     p.add_argument("--skip-unchanged", action=argparse.BooleanOptionalAction, default=None,
                    help=SKIP_UNCHANGED_HELP)
-    p.add_argument("--json", default=None, help="write the comparison here (JSON)")
+    p.add_argument("--json", default=None,
+                   help="write the comparison here (JSON), and again as each strategy starts and "
+                        "ends; the strategy running is checkpointed beside it after every task")
     p.add_argument("--plot", default=None, help="write the comparison figure here (.png, .pdf or .svg)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the final table (no header, progress or per-task lines)")
     p.add_argument("--resume", default=None, metavar="JSON",
                    help="run the strategies that a comparison cut short (its --json report) did "
-                        "not finish, with its options, and write the whole comparison back to it "
-                        "(or to --json); any option given must agree with it (only --data-dir, "
+                        "not finish, with its options (the one cut short continues from its "
+                        "checkpoint, JSON.STRATEGY.nmnp), and write the whole comparison back to "
+                        "it (or to --json); any option given must agree with it (only --data-dir, "
                         "--threads and --skip-unchanged may differ)")
 
 
@@ -448,6 +513,13 @@ def _resumed_settings(args, finished: dict) -> tuple[dict, list, str | None]:
     return options, names, finished.get("preset")
 
 
+def _remove_checkpoint(path) -> None:
+    """Remove a strategy's checkpoint once the report holds its results (a failure to remove
+    it loses nothing: a later resume finds the strategy finished)."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
 def cmd_compare(args) -> int:
     """Run ``python -m nmnp compare``; every check happens before the first run."""
     # An empty name (`--json ""`) would otherwise pass for "not given", or for the current folder.
@@ -479,17 +551,35 @@ def cmd_compare(args) -> int:
         say(f"kept from {args.resume}: {', '.join(finished['strategies']) or 'nothing'}; "
             f"to run: {', '.join(finished['unfinished']) or 'nothing'}")
     saved = list(finished["strategies"]) if finished is not None else []
+    written = []  # whether the report was written: a resume needs it
+    checkpoint_of = None if report is None else (lambda s: strategy_checkpoint(report, s))
+    resume_of = None if args.resume is None else (lambda s: strategy_checkpoint(args.resume, s))
+    running = []
 
-    def save_so_far(name, so_far):
-        # The finished strategies survive an interruption or a later strategy's failure.
-        if report is None or not so_far["unfinished"]:
-            return
+    def write_so_far(so_far) -> bool:
         try:
             atomic_write_json(report, so_far)
         except OutputError as err:  # the comparison goes on; the final write will try again
             print(f"nmnp compare: warning: {err}", file=sys.stderr, flush=True)
+            return False
+        written.append(True)
+        return True
+
+    def start(name, config, so_far):
+        say(f"-- {name} ({config.optimizer} {config.lr:g})")
+        running[:] = [name]
+        if report is not None:  # so that a strategy cut short can be resumed
+            write_so_far(so_far)
+
+    def save_so_far(name, so_far):
+        # The finished strategies survive an interruption or a later strategy's failure.
+        running.clear()
+        if report is None or not so_far["unfinished"]:
+            return
+        if not write_so_far(so_far):
             return
         saved.append(name)
+        _remove_checkpoint(checkpoint_of(name))  # the report holds the strategy now
         say(f"{name} saved to {report}; still to run: {', '.join(so_far['unfinished'])}")
 
     try:
@@ -500,18 +590,27 @@ def cmd_compare(args) -> int:
                 comparison = run_comparison(
                     options, names, preset=preset, download=args.download,
                     progress=False if args.quiet else None,
-                    on_strategy_start=lambda name, config: say(f"-- {name} ({config.optimizer} {config.lr:g})"),
+                    on_strategy_start=start,
                     on_task_end=lambda name, result, learner: say(f"{name:>9} " + format_row(result)),
                     on_strategy_end=save_so_far,
                     finished=finished,
+                    checkpoints=checkpoint_of,
+                    resume_checkpoints=resume_of,
                 )
             printer()(format_table(comparison))  # printed even with --quiet: it is the result
             if report is not None:
                 say(f"results: {write_report(report, comparison)}")
+                for name in names:  # the report holds every strategy now
+                    _remove_checkpoint(checkpoint_of(name))
     except (NmnpError, KeyboardInterrupt) as err:
-        if saved and not isinstance(err, OutputError):
-            note = (f"{report} holds the strategies that finished ({', '.join(saved)}); "
-                    f"`nmnp compare --resume {report}` runs the rest")
+        if written and not isinstance(err, OutputError):
+            held = (f"the strategies that finished ({', '.join(saved)})" if saved
+                    else "no finished strategy yet")
+            cut = running[0] if running else None
+            partly = (f", {cut} from its checkpoint {checkpoint_of(cut)}"
+                      if cut is not None and os.path.exists(checkpoint_of(cut)) else "")
+            note = (f"{report} holds {held}; `nmnp compare --resume {report}` runs the rest"
+                    f"{partly}")
             if isinstance(err, KeyboardInterrupt):
                 raise type(err)(note) from None
             raise type(err)(f"{err}; {note}") from err

@@ -22,7 +22,6 @@ from .continual.runner import ContinualResult, run_stream
 from .continual.streams import make_stream
 from .data.datasets import load_dataset
 from .errors import CheckpointError, ConfigError, NmnpError
-from .model import ModulatedNetwork
 from .strategies import check_strategy, default_lr, default_optimizer, make_strategy
 from .system import describe_machine, set_threads
 from .train import TrainSettings
@@ -253,15 +252,11 @@ def _resume_state(config: ExperimentConfig, path):
             "(given vs stored)"
         )
     learner = make_learner(config)  # the same class a fresh run would use
-    if not isinstance(learner, ModulatedNetwork):
-        raise ConfigError(
-            f"checkpoints hold neuromodulated networks; strategy {config.strategy!r} cannot be resumed"
-        )
     ck = checkpoint.read(path, into=learner)
     result = _stored_result(ck.extra, path)
     if result.n_tasks != ck.model.n_tasks:
         raise CheckpointError(
-            f"checkpoint {path} holds {ck.model.n_tasks} task context(s) but results for {result.n_tasks}"
+            f"checkpoint {path} holds {ck.model.n_tasks} task(s) but results for {result.n_tasks}"
         )
     unfrozen = [i for i, ctx in enumerate(ck.model.tasks) if not ctx.frozen]
     if unfrozen:
@@ -369,10 +364,6 @@ def _run_locked(config, *, dataset, learner, result, progress, on_task_end, on_r
     threads = set_threads(config.threads)
     stream = build_stream(config, dataset)
     learner = learner if learner is not None else make_learner(config)
-    if checkpoint is not None and not isinstance(learner, ModulatedNetwork):
-        raise ConfigError(
-            f"checkpoints hold neuromodulated networks; strategy {config.strategy!r} cannot be saved"
-        )
     resumed_tasks = result.n_tasks if result is not None else 0
 
     def annotated(out: dict) -> dict:

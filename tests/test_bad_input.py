@@ -252,7 +252,7 @@ def stored_run(tmp_path_factory):
 
 
 def _newer(b):
-    return b[:8] + (2).to_bytes(4, "little") + b[12:]
+    return b[:8] + (3).to_bytes(4, "little") + b[12:]
 
 
 def _other_network(b):
@@ -268,7 +268,7 @@ def _other_network(b):
     [
         (lambda b: b[: len(b) // 2], "is truncated: it has"),
         (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], "is damaged: its SHA-256 checksum does not match its content"),
-        (_newer, "has format version 2, written by a newer nmnp; this nmnp (0.1.0) reads format version 1 only"),
+        (_newer, "has format version 3, written by a newer nmnp; this nmnp (0.1.0) reads format versions 1 to 2"),
         (lambda b: b"PK\x03\x04" + b[4:], "is not an nmnp checkpoint"),
         (_other_network, "is from another network configuration: n_units 300 (checkpoint) vs 200 (expected)"),
     ],

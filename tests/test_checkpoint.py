@@ -110,10 +110,11 @@ def test_the_file_is_the_documented_layout(tmp_path):
     net = small_model(2)
     data = net.save(tmp_path / "a").read_bytes()
     magic, version, hlen, total = PRELUDE.unpack_from(data)
-    assert magic == b"NMNPCKPT" and version == 1 and total == len(data)
+    assert magic == b"NMNPCKPT" and version == 2 and total == len(data)
     assert hashlib.sha256(data[:-32]).digest() == data[-32:]
     _, header, section = split(data)
     assert header["config"] == SMALL.to_dict() and header["fingerprint"] == net.fingerprint()
+    assert header["learner"] == {"strategy": "crwn", "options": {}}
     assert [a["name"] for a in header["arrays"]] == [
         "tasks/0/gains", "tasks/0/strength", "tasks/1/gains", "tasks/1/strength"]
     gains1 = header["arrays"][2]
@@ -242,7 +243,7 @@ def test_extra_bytes_after_the_end(tmp_path, valid):
 
 def test_newer_format_version_is_named(tmp_path, valid):
     version, header, section = split(valid[1])
-    with pytest.raises(CheckpointError, match=r"has format version 2, written by a newer nmnp; this nmnp \(0\.1\.0\) reads format version 1 only"):
+    with pytest.raises(CheckpointError, match=r"has format version 3, written by a newer nmnp; this nmnp \(0\.1\.0\) reads format versions 1 to 2"):
         load_bytes(tmp_path, reseal(version + 1, header, section))
 
 
@@ -308,6 +309,147 @@ def test_reseal_helper_produces_loadable_files(valid, tmp_path):
     assert load_bytes(tmp_path, reseal(*split(valid[1]))).n_tasks == 2
 
 
+# --------------------------------------------------------------------------- strategies
+STRATEGY_NAMES = ["finetune", "separate", "supsup"]
+
+
+def trained_strategy(name, n_tasks=3, frozen_last=True, **options):
+    """A comparison strategy whose tasks (and shared state) differ from their initial values."""
+    from nmnp.strategies import STRATEGIES
+
+    learner = STRATEGIES[name](SMALL, **options)
+    rng = np.random.default_rng(0)
+    for i in range(n_tasks):
+        t = learner.add_task(f"task {i}")
+        for value in learner.trainable_params(t).values():
+            value += rng.normal(size=value.shape).astype(value.dtype)
+        if i < n_tasks - 1 or frozen_last:
+            learner.freeze(t)
+    return learner
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_a_strategy_round_trips_and_predicts_and_learns_as_before(tmp_path, name):
+    learner = trained_strategy(name, frozen_last=False)
+    path = learner.save(tmp_path / f"{name}.nmnp")
+    assert nmnp.load(path, backend="numpy").backend == "numpy"
+    again = nmnp.load(path)  # the original's backend: the same predictions to the bit
+    assert type(again) is type(learner)
+    assert [(t.name, t.frozen) for t in again.tasks] == [(t.name, t.frozen) for t in learner.tasks]
+    assert checkpoint.describe(path)["learner"] == name
+    x = np.random.default_rng(1).normal(size=(16, 20)).astype(np.float32)
+    for t in range(3):
+        assert again.prediction_digest(t) == learner.prediction_digest(t)
+        np.testing.assert_array_equal(again.forward(x, t), learner.forward(x, t))
+    # the unfrozen last task trains on from where it was, shared state included
+    y = np.arange(16) % 5
+    _, grads, _ = learner.loss_and_grads(x, y, 2)
+    _, grads_again, _ = again.loss_and_grads(x, y, 2)
+    for key in grads:
+        np.testing.assert_array_equal(grads_again[key], grads[key], err_msg=key)
+    # loading into a fresh learner of the same kind gives the same
+    from nmnp.strategies import make_strategy
+
+    into = make_strategy(name, SMALL)
+    assert checkpoint.read(path, into=into).model is into
+    for t in range(3):
+        assert into.prediction_digest(t) == learner.prediction_digest(t)
+
+
+def test_fine_tuning_s_shared_readout_is_stored_once(tmp_path):
+    learner = trained_strategy("finetune")
+    _, header, _ = split(learner.save(tmp_path / "f.nmnp").read_bytes())
+    assert [a["name"] for a in header["arrays"]] == ["shared/bias", "shared/weight"]
+    np.testing.assert_array_equal(nmnp.load(tmp_path / "f.nmnp").readout["weight"],
+                                  learner.readout["weight"])
+
+
+def test_supsup_stores_packed_masks_and_its_kept_fraction(tmp_path):
+    learner = trained_strategy("supsup", keep=0.25)
+    _, header, _ = split(learner.save(tmp_path / "s.nmnp").read_bytes())
+    assert header["learner"] == {"strategy": "supsup", "options": {"keep": 0.25}}
+    assert {(a["name"].split("/")[-1], a["dtype"]) for a in header["arrays"]} == {("mask_bits", "|u1")}
+    again = nmnp.load(tmp_path / "s.nmnp")
+    assert again.keep == 0.25
+    np.testing.assert_array_equal(again.mask(1), learner.mask(1))
+    from nmnp.strategies import make_strategy
+
+    with pytest.raises(CheckpointError, match=r"holds a supsup learner \(keep 0\.25\), which cannot be "
+                                              r"loaded into a supsup learner \(keep 0\.5\)"):
+        checkpoint.read(tmp_path / "s.nmnp", into=make_strategy("supsup", SMALL))
+    with pytest.raises(CheckpointError, match="holds a supsup learner .*into a crwn learner$"):
+        checkpoint.read(tmp_path / "s.nmnp", into=ModulatedNetwork(SMALL))
+
+
+def test_a_version_1_file_is_still_read_as_a_network(tmp_path, valid):
+    version, header, section = split(valid[1])
+    assert version == 2
+    del header["learner"]  # what format version 1 wrote
+    ck = checkpoint.from_bytes(reseal(1, header, section))
+    assert ck.version == 1 and isinstance(ck.model, ModulatedNetwork)
+    assert_same_model(ck.model, nmnp.load(valid[0]))
+    p = tmp_path / "v1.nmnp"
+    p.write_bytes(reseal(1, header, section))
+    assert checkpoint.describe(p)["learner"] == "crwn"
+
+
+@pytest.fixture
+def supsup_file(tmp_path):
+    learner = trained_strategy("supsup", frozen_last=False)
+    return learner.save(tmp_path / "s.nmnp").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda h: h["learner"].update(strategy="ewc"), "holds an unknown learner 'ewc'; this nmnp knows crwn"),
+        (lambda h: h.pop("learner"), "missing or invalid 'learner'"),
+        (lambda h: h["learner"].update(options={"keep": 2}), r"invalid options \{'keep': 2\} for its supsup learner \(keep must be"),
+        (lambda h: h["learner"].update(options={"keep": True}), r"invalid options \{'keep': True\} for its supsup learner \(keep must be"),
+        (lambda h: h["learner"].update(options={"width": 2}), "invalid options .* for its supsup learner .*unexpected keyword"),
+        (lambda h: h["learner"].update(strategy="separate"), r"invalid options \{'keep': 0\.5\} for its separate learner"),
+        (lambda h: h["learner"].update(options=[]), r"invalid options \[\] for its supsup learner"),
+        (lambda h: h["learner"].update(strategy="crwn", options={}), r"lists 3 arrays but its 3 task\(s\) need 6"),
+        (lambda h: h["learner"].update(strategy="separate", options={}), r"lists 3 arrays but its 3 task\(s\) need 6"),
+        (lambda h: h["tasks"][2].update(frozen=True), "has array 'tasks/2/scores' where 'tasks/2/mask_bits' belongs"),
+        (lambda h: h["arrays"][0].update(dtype="<f4"), r"tasks/0/mask_bits has dtype '<f4', but its learner stores it as '\|u1'"),
+        (lambda h: h["arrays"][2].update(dtype="<f8"), "tasks/2/scores has dtype '<f8', but the configuration's dtype float32 needs '<f4'"),
+        (lambda h: h["arrays"][2].update(shape=[5, 59]), r"tasks/2/scores has shape \[5, 59\], but the configuration needs \[5, 60\]"),
+    ],
+)
+def test_forged_strategy_headers_are_checked_against_the_learner(tmp_path, supsup_file, mutate, message):
+    version, header, section = split(supsup_file)
+    mutate(header)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.from_bytes(reseal(version, header, section))
+    assert checkpoint.from_bytes(reseal(*split(supsup_file))).model.n_tasks == 3  # unmodified: loads
+
+
+def test_a_crwn_file_with_options_is_refused(valid):
+    version, header, section = split(valid[1])
+    header["learner"]["options"] = {"keep": 0.5}
+    with pytest.raises(CheckpointError, match=r"invalid options \{'keep': 0\.5\} for its crwn learner"):
+        checkpoint.from_bytes(reseal(version, header, section))
+
+
+def test_a_strategy_whose_state_was_replaced_by_hand_is_not_saved(tmp_path):
+    learner = trained_strategy("separate", n_tasks=2)
+    learner.tasks[1].state["weight"] = learner.tasks[1].state["weight"][:, :-1]
+    with pytest.raises(CheckpointError, match=r"task 1 \('task 1'\) has weight of shape \(5, 59\), expected \(5, 60\)"):
+        learner.save(tmp_path / "a.nmnp")
+    learner = trained_strategy("separate", n_tasks=2)
+    learner.tasks[0].state["extra"] = np.zeros(3, np.float32)
+    with pytest.raises(CheckpointError, match=r"task 0 \('task 0'\) holds \['bias', 'extra', 'weight'\], expected \['bias', 'weight'\]"):
+        learner.save(tmp_path / "a.nmnp")
+    learner = trained_strategy("finetune", n_tasks=1)
+    learner.readout["bias"][0] = np.nan
+    with pytest.raises(CheckpointError, match="the shared state has NaN or infinite bias, so it was not saved"):
+        learner.save(tmp_path / "a.nmnp")
+    with pytest.raises(CheckpointError, match="a checkpoint holds a ModulatedNetwork or a comparison strategy .* got dict"):
+        checkpoint.to_bytes({})
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- fuzzing
 _BASE = checkpoint.to_bytes(small_model(2), extra={"a": [1, 2.5, "x"]})
 
@@ -318,7 +460,7 @@ def _load_or_checkpoint_error(data: bytes) -> None:
     except CheckpointError as err:
         assert str(err) and "\n" not in str(err)
         return
-    assert isinstance(out.model, ModulatedNetwork)
+    assert isinstance(out.model, ModulatedNetwork) or checkpoint.learner_kind(out.model) != "crwn"
 
 
 @given(st.binary(max_size=300))
@@ -361,9 +503,9 @@ def _paths(obj, prefix=()):
 _HEADER_PATHS = [p for p in _paths(split(_BASE)[1]) if p]
 
 
-@given(where=st.sampled_from(_HEADER_PATHS), value=_JSON, delete=st.booleans())
-def test_forged_headers_load_or_raise_checkpoint_error(where, value, delete):
-    version, header, section = split(_BASE)
+def _forge(base: bytes, where: tuple, value, delete: bool) -> None:
+    """Replace (or delete) the header entry at ``where`` of ``base``, reseal, and load."""
+    version, header, section = split(base)
     parent = header
     for key in where[:-1]:
         parent = parent[key]
@@ -374,13 +516,18 @@ def test_forged_headers_load_or_raise_checkpoint_error(where, value, delete):
     _load_or_checkpoint_error(reseal(version, header, section))
 
 
+@given(where=st.sampled_from(_HEADER_PATHS), value=_JSON, delete=st.booleans())
+def test_forged_headers_load_or_raise_checkpoint_error(where, value, delete):
+    _forge(_BASE, where, value, delete)
+
+
 def test_odd_arguments_get_named_errors(tmp_path):
     """A network that is not one, a configuration that is not a dict, and an ``extra`` nested
     too deep for JSON: each said something misleading or raised a raw Python error."""
     net = ModulatedNetwork(NetworkConfig(8, 6, 2, 3, seed=0))
     net.add_task()
     path = net.save(tmp_path / "net.nmnp")
-    with pytest.raises(CheckpointError, match="only be loaded into a ModulatedNetwork, got str"):
+    with pytest.raises(CheckpointError, match="only be loaded into a ModulatedNetwork or a comparison strategy, got str"):
         checkpoint.read(path, into="x")
     with pytest.raises(ConfigError, match="must be a dict, got list"):
         NetworkConfig.from_dict([1, 2])
@@ -446,3 +593,12 @@ def test_an_expected_configuration_of_the_wrong_kind_is_named_before_reading(tmp
         checkpoint.read(tmp_path / "missing.nmnp", expected_config=expected)
     with pytest.raises(ConfigError, match=message):
         checkpoint.from_bytes(path.read_bytes(), expected_config=expected)
+
+
+_STRATEGY_BASE = checkpoint.to_bytes(trained_strategy("supsup", n_tasks=2))
+_STRATEGY_HEADER_PATHS = [p for p in _paths(split(_STRATEGY_BASE)[1]) if p]
+
+
+@given(where=st.sampled_from(_STRATEGY_HEADER_PATHS), value=_JSON, delete=st.booleans())
+def test_forged_strategy_headers_load_or_raise_checkpoint_error(where, value, delete):
+    _forge(_STRATEGY_BASE, where, value, delete)

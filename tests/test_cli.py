@@ -130,11 +130,24 @@ def test_a_new_run_never_overwrites_an_existing_checkpoint(stored_run, capsys):
     assert stored_run.read_bytes() == before and "after task" not in out
 
 
-def test_only_neuromodulated_networks_are_checkpointed(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "--units", "50", "--tasks", "1", "--strategy", "finetune",
-                             "--checkpoint", str(tmp_path / "ft.nmnp"))
-    assert_one_line_error(code, err, "checkpoints hold neuromodulated networks; strategy 'finetune' cannot be saved")
-    assert list(tmp_path.iterdir()) == [] and "after task" not in out
+def test_a_comparison_strategy_is_checkpointed_and_resumed(tmp_path, capsys):
+    from nmnp.experiment import ExperimentConfig, run_experiment
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(result, learner):
+        if result.n_tasks == 1:
+            raise Stop
+
+    ck = tmp_path / "ft.nmnp"
+    with pytest.raises(Stop):  # a run of 2 tasks that dies after its first checkpoint
+        run_experiment(ExperimentConfig(units=50, tasks=2, strategy="finetune", threads=1),
+                       checkpoint=ck, on_task_end=stop_after_first, progress=False)
+    assert nmnp.checkpoint.describe(ck)["learner"] == "finetune" and nmnp.load(ck).n_tasks == 1
+    code, out, err = run_cli(capsys, "--resume", str(ck), "--threads", "1")
+    assert code == 0, err
+    assert "resumed after task 1 of 2" in out and nmnp.load(ck).n_tasks == 2
 
 
 def test_help_documents_checkpoint_and_resume(capsys):

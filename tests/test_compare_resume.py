@@ -4,9 +4,11 @@ and ends as the uninterrupted comparison would (timings aside)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
+import nmnp
 from nmnp import compare
 from nmnp.cli import main
 from nmnp.errors import ConfigError, TrainingError
@@ -168,3 +170,68 @@ def test_a_kept_result_that_is_malformed_is_named_before_any_training(uninterrup
         with pytest.raises(ConfigError, match=f"^not a comparison written by nmnp compare: its {key} "
                                               "entry is malformed$"):
             compare.run_comparison(options, "crwn,separate", finished={**partial, key: value})
+
+
+def stopped_after_first_task_of(tmp_path, capsys, monkeypatch, strategy):
+    """A comparison stopped by Ctrl-C right after ``strategy``'s first task was checkpointed."""
+    real = compare.run_experiment
+
+    def interrupted(config, **kwargs):
+        if config.strategy == strategy:
+            def stop(result, learner):
+                raise KeyboardInterrupt
+            kwargs["on_task_end"] = stop
+        return real(config, **kwargs)
+
+    js = tmp_path / "cmp.json"
+    with monkeypatch.context() as patch:
+        patch.setattr(compare, "run_experiment", interrupted)
+        code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn,separate,supsup", *SMALL,
+                                 "--json", str(js), "--quiet")
+    assert code == 130, err
+    return js, err
+
+
+@pytest.mark.parametrize("cut", ["crwn", "separate"])
+def test_a_strategy_cut_short_continues_from_its_checkpoint(tmp_path, capsys, monkeypatch,
+                                                             uninterrupted, cut):
+    js, message = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, cut)
+    ck = compare.strategy_checkpoint(js, cut)
+    assert f"`nmnp compare --resume {js}` runs the rest, {cut} from its checkpoint {ck}" in message
+    partial = json.loads(js.read_text())  # written before the strategy started
+    done = ["crwn"] if cut == "separate" else []
+    assert partial["strategies"] == done and partial["unfinished"][0] == cut
+    assert nmnp.load(ck).n_tasks == 1
+    if cut == "separate":  # crwn's checkpoint went once the report held crwn
+        assert not os.path.exists(compare.strategy_checkpoint(js, "crwn"))
+    calls = []
+    real = compare.run_experiment
+    monkeypatch.setattr(compare, "run_experiment", lambda config, **kw: calls.append(
+        (config.strategy, kw["resume"])) or real(config, **kw))
+    code, _, _ = nmnp_main(capsys, "compare", "--resume", str(js), "--quiet")
+    assert code == 0
+    assert calls[0] == (cut, ck) and all(resume is None for _, resume in calls[1:])
+    whole = json.loads(js.read_text())
+    assert whole["unfinished"] == [] and whole["strategies"] == ["crwn", "separate", "supsup"]
+    for name in whole["strategies"]:  # the checkpointed task was not trained again, yet:
+        assert (whole["results"][name]["report"]["acc_matrix"]
+                == uninterrupted["results"][name]["report"]["acc_matrix"]), name
+    assert whole["results"][cut]["report"]["resumed_from"]["tasks_done"] == 1
+    assert not any(p.name.endswith(".nmnp") for p in tmp_path.iterdir())  # all removed
+
+
+def test_a_fresh_comparison_replaces_a_left_over_checkpoint(tmp_path, capsys, monkeypatch):
+    js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "crwn")
+    assert os.path.exists(compare.strategy_checkpoint(js, "crwn"))
+    code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn", *SMALL, "--json", str(js), "--quiet")
+    assert code == 0, err
+    assert json.loads(js.read_text())["unfinished"] == []
+    assert not os.path.exists(compare.strategy_checkpoint(js, "crwn"))
+    # a file there that is not a checkpoint is not the comparison's to replace
+    other = compare.strategy_checkpoint(js, "crwn")
+    with open(other, "w") as f:
+        f.write("my notes")
+    code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn", *SMALL, "--json", str(js), "--quiet")
+    assert code == 2 and "already exists" in err
+    with open(other) as f:
+        assert f.read() == "my notes"

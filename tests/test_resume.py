@@ -135,6 +135,27 @@ def test_resume_after_a_crash_gives_bit_identical_contexts_and_matrix(tmp_path, 
     assert other["acc_matrix"][0] != full["acc_matrix"][0]
 
 
+@pytest.mark.parametrize("strategy", ["finetune", "separate", "supsup"])
+def test_every_strategy_resumes_after_a_crash_to_the_uninterrupted_run(tmp_path, small_data, strategy):
+    cfg = config(seed=2, strategy=strategy)
+    full = run_experiment(cfg, dataset=small_data, checkpoint=tmp_path / "full.nmnp", progress=False)
+    ck = tmp_path / "crashed.nmnp"
+    with pytest.raises(Crash):
+        run_experiment(cfg, dataset=small_data, checkpoint=ck, on_task_end=crash_after(1), progress=False)
+    assert checkpoint.describe(ck)["learner"] == strategy and nmnp.load(ck).n_tasks == 1
+    out = run_experiment(cfg, dataset=small_data, resume=ck, progress=False)
+    assert out["acc_matrix"] == full["acc_matrix"] and len(out["acc_matrix"]) == 3
+    resumed, uninterrupted = nmnp.load(ck), nmnp.load(tmp_path / "full.nmnp")
+    assert type(resumed).__name__ == type(uninterrupted).__name__ != "ModulatedNetwork"
+    for t in range(3):  # every learned array, shared ones included, to the bit
+        assert resumed.prediction_digest(t) == uninterrupted.prediction_digest(t)
+    # the checker can fail: a different seed learns different arrays
+    other = tmp_path / "other.nmnp"
+    run_experiment(config(seed=3, tasks=1, strategy=strategy), dataset=small_data, checkpoint=other,
+                   progress=False)
+    assert nmnp.load(other).prediction_digest(0) != uninterrupted.prediction_digest(0)
+
+
 def test_resuming_a_finished_run_trains_nothing(tmp_path, small_data):
     cfg = config(tasks=1)
     ck = tmp_path / "a.nmnp"

@@ -105,6 +105,18 @@ class ReadoutStrategy(Classifier):
         """Bytes of the learned state shared by all tasks."""
         return self.shared_params * self.dtype.itemsize
 
+    def init_options(self) -> dict:
+        """What rebuilds this learner beyond ``(config, backend)``, as keyword arguments of
+        its class (a checkpoint stores them); nothing here."""
+        return {}
+
+    def save(self, path, extra: dict | None = None):
+        """Write every task's state and the shared state to a checkpoint file (atomically),
+        as :meth:`nmnp.model.ModulatedNetwork.save` does; read it back with :func:`nmnp.load`."""
+        from .. import checkpoint  # checkpoint reads the strategies
+
+        return checkpoint.save(self, path, extra)
+
     # ----------------------------------------------------------------- tasks
     @property
     def n_tasks(self) -> int:

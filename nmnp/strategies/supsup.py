@@ -158,6 +158,9 @@ class SupSup(ReadoutStrategy):
         c = self.config
         return c.n_units * c.inputs_per_unit + c.n_outputs * c.n_units
 
+    def init_options(self):
+        return {"keep": self.keep}
+
     def _init_task(self, task_id):
         bound = 1.0 / math.sqrt(self.config.n_units)
         rng = rng_for(self.config.seed, SCORES, task_id)
