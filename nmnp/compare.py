@@ -55,6 +55,7 @@ from . import __version__
 from .atomic import (
     atomic_write_json, check_distinct_paths, check_paths_given, check_report_path, same_file,
 )
+from .checkpoint import describe as describe_checkpoint
 from .cli import SKIP_UNCHANGED_HELP, check_rotation_options, write_report
 from .console import printer
 from .continual import metrics
@@ -566,7 +567,11 @@ def cmd_compare(args) -> int:
         return True
 
     def start(name, config, so_far):
-        say(f"-- {name} ({config.optimizer} {config.lr:g})")
+        resumed = ""
+        if resume_of is not None and os.path.exists(resume_of(name)):
+            done = len(describe_checkpoint(resume_of(name))["tasks"])
+            resumed = f", continuing from {resume_of(name)} after task {done} of {config.tasks}"
+        say(f"-- {name} ({config.optimizer} {config.lr:g}){resumed}")
         running[:] = [name]
         if report is not None:  # so that a strategy cut short can be resumed
             write_so_far(so_far)

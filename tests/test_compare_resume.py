@@ -208,8 +208,8 @@ def test_a_strategy_cut_short_continues_from_its_checkpoint(tmp_path, capsys, mo
     real = compare.run_experiment
     monkeypatch.setattr(compare, "run_experiment", lambda config, **kw: calls.append(
         (config.strategy, kw["resume"])) or real(config, **kw))
-    code, _, _ = nmnp_main(capsys, "compare", "--resume", str(js), "--quiet")
-    assert code == 0
+    code, out, _ = nmnp_main(capsys, "compare", "--resume", str(js))
+    assert code == 0 and f"-- {cut} (" in out and f"continuing from {ck} after task 1 of 2" in out
     assert calls[0] == (cut, ck) and all(resume is None for _, resume in calls[1:])
     whole = json.loads(js.read_text())
     assert whole["unfinished"] == [] and whole["strategies"] == ["crwn", "separate", "supsup"]
