@@ -34,12 +34,12 @@ there, to resume). Version 1, which nmnp still reads, is the same without ``lear
 always holds the network.
 
 Loading checks, in order: magic, version (a newer one is refused by name), length
-(truncated or extended), checksum (any changed byte), the header's structure, every
-array's name, dtype, shape and position against the configuration and the learner (a
-strategy's layout is that of a freshly built one of the same kind), finite values, an
-optional expected configuration (a file of another network is named as such before any
-weights are drawn), and finally the fingerprint of the fixed weights regenerated from the
-configuration (a change in how random weights are drawn is caught here, not silently loaded
+(truncated or extended), checksum (any changed byte), the header's structure and learner,
+an optional expected configuration or learner to load into (a file of another network is
+named as such before any weights are drawn), every array's name, dtype, shape and position
+against the configuration and the learner (a strategy's layout is that of a freshly built one
+of the same kind, with the same options), finite values, and finally the fingerprint of the
+fixed weights regenerated from the configuration (a change in how random weights are drawn is caught here, not silently loaded
 into a different network). Any failure raises
 :class:`~nmnp.errors.CheckpointError` naming the file and the problem.
 
@@ -429,7 +429,7 @@ def _arrays(header: dict, section: memoryview, config: NetworkConfig, layout: li
     return out
 
 
-def _learner(header: dict, version: int, config: NetworkConfig, name: str) -> tuple[str, dict]:
+def _learner(header: dict, version: int, name: str) -> tuple[str, dict]:
     """(kind, options) of the learner a checkpoint holds: ``("crwn", {})`` in version 1."""
     if version < 2:
         return "crwn", {}
@@ -440,14 +440,18 @@ def _learner(header: dict, version: int, config: NetworkConfig, name: str) -> tu
                               f"knows {', '.join(_strategies())}")
     if not isinstance(options, dict) or (kind == "crwn" and options):
         raise CheckpointError(f"checkpoint {name} has invalid options {options!r} for its {kind} learner")
-    if kind != "crwn":
-        try:  # the options must rebuild the learner (a forged keep of 2 would not)
-            _strategy_layouts(kind, config, _options_key(options))
-        except (NmnpError, TypeError) as err:
-            raise CheckpointError(
-                f"checkpoint {name} has invalid options {options!r} for its {kind} learner ({err})"
-            ) from None
     return kind, options
+
+
+def _checked_layout(kind: str, config: NetworkConfig, frozen: tuple, options: dict, name: str) -> list:
+    """:func:`_layout`, naming options that do not rebuild the learner (a forged ``keep``
+    of 2, an unknown keyword) as the file's problem."""
+    try:
+        return _layout(kind, config, frozen, options)
+    except (NmnpError, TypeError) as err:
+        raise CheckpointError(
+            f"checkpoint {name} has invalid options {options!r} for its {kind} learner ({err})"
+        ) from None
 
 
 def _tasks(header: dict, name: str) -> list[tuple[str, bool]]:
@@ -519,9 +523,7 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
     config = _config_of(header, name)
     fingerprint = _field(header, "fingerprint", str, name)
     tasks = _tasks(header, name)
-    kind, options = _learner(header, version, config, name)
-    layout = _layout(kind, config, tuple(frozen for _, frozen in tasks), options)
-    arrays = _arrays(header, section, config, layout, name)
+    kind, options = _learner(header, version, name)
     extra = header.get("extra")
     if extra is not None and not isinstance(extra, dict):
         raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
@@ -536,6 +538,10 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
         expected_config = into.config if expected_config is None else expected_config
     if expected_config is not None:
         _compare_configs(config, expected_config, name)
+    # A strategy's layout is read from one built from the configuration (its weights drawn),
+    # so the configuration is checked against the expected one first.
+    layout = _checked_layout(kind, config, tuple(frozen for _, frozen in tasks), options, name)
+    arrays = _arrays(header, section, config, layout, name)
     if into is not None:
         model = into
     elif kind == "crwn":

@@ -425,6 +425,20 @@ def test_forged_strategy_headers_are_checked_against_the_learner(tmp_path, supsu
     assert checkpoint.from_bytes(reseal(*split(supsup_file))).model.n_tasks == 3  # unmodified: loads
 
 
+def test_another_configuration_is_named_before_a_strategy_s_layout_is_built(supsup_file, monkeypatch):
+    """A strategy's layout comes from a learner built from the stored configuration: for a file
+    of another configuration that would draw weights that are never used."""
+    def no_drawing(*args):
+        raise AssertionError("built a learner before comparing configurations")
+
+    monkeypatch.setattr(checkpoint, "_layout", no_drawing)
+    other = NetworkConfig(**{**SMALL.to_dict(), "seed": 4})
+    with pytest.raises(CheckpointError, match=r"from another network configuration: seed 3 \(checkpoint\) vs 4"):
+        checkpoint.from_bytes(supsup_file, expected_config=other)
+    with pytest.raises(AssertionError, match="built a learner"):  # the same call with it
+        checkpoint.from_bytes(supsup_file, expected_config=SMALL)
+
+
 def test_a_crwn_file_with_options_is_refused(valid):
     version, header, section = split(valid[1])
     header["learner"]["options"] = {"keep": 0.5}
