@@ -529,7 +529,7 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
         raise CheckpointError(f"checkpoint {name}'s 'extra' entry is not a JSON object")
     if into is not None:
         if into.n_tasks:
-            raise CheckpointError("a checkpoint can only be loaded into a network that has no tasks yet")
+            raise CheckpointError("a checkpoint can only be loaded into a learner that has no tasks yet")
         if (learner_kind(into), learner_options(into)) != (kind, options):
             raise CheckpointError(
                 f"checkpoint {name} holds {_learner_text(kind, options)}, which cannot be loaded "
@@ -553,12 +553,13 @@ def from_bytes(data: bytes, name: str = "<bytes>", backend: str = "cpu", expecte
             f"checkpoint {name}: the fixed weights regenerated from its configuration do not match "
             f"its fingerprint, so this nmnp draws random weights differently from the one that wrote it"
         )
-    _restore_tasks(model, kind, tasks, layout, arrays)
+    _restore_tasks(model, kind, tasks, layout, arrays, name)
     return Checkpoint(model, extra, version, str(header.get("nmnp_version", "unknown")))
 
 
-def _restore_tasks(model, kind: str, tasks: list, layout: list, arrays: dict) -> None:
-    """Append the stored tasks to ``model`` (which has none) and set its shared state."""
+def _restore_tasks(model, kind: str, tasks: list, layout: list, arrays: dict, name: str) -> None:
+    """Append the stored tasks to ``model`` (which has none) and set its shared state, once
+    the learner has accepted every task's state (``restored_state_problem``)."""
     if kind == "crwn":
         for i, (task_name, frozen) in enumerate(tasks):
             model.tasks.append(
@@ -567,9 +568,14 @@ def _restore_tasks(model, kind: str, tasks: list, layout: list, arrays: dict) ->
         return
     from .strategies.base import StrategyTask
 
+    records = []
     for i, (task_name, frozen) in enumerate(tasks):
         state = {key: arrays[_array_name(owner, key)] for owner, key, _, _ in layout if owner == i}
-        model.tasks.append(StrategyTask(task_name, frozen, state))
+        problem = model.restored_state_problem(state, frozen)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint {name}: task {i} ({task_name!r}) {problem}")
+        records.append(StrategyTask(task_name, frozen, state))
+    model.tasks.extend(records)
     for key, target in model.shared_state().items():
         target[...] = arrays[_array_name("shared", key)]  # in place: the arrays training updates
 

@@ -47,13 +47,15 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from . import __version__
 from .atomic import (
-    atomic_write_json, check_distinct_paths, check_paths_given, check_report_path, same_file,
+    atomic_write_bytes, atomic_write_json, check_distinct_paths, check_paths_given,
+    check_report_path, same_file,
 )
 from .checkpoint import describe as describe_checkpoint
 from .cli import SKIP_UNCHANGED_HELP, check_rotation_options, write_report
@@ -61,7 +63,7 @@ from .console import printer
 from .continual import metrics
 from .continual.runner import ContinualResult
 from .data.datasets import get_spec, load_dataset
-from .errors import CheckpointError, ConfigError, NmnpError, OutputError
+from .errors import CheckpointError, ConfigError, NmnpError, OutputError, TrainingError
 from .experiment import (
     BENCHMARKS, INTERPOLATIONS, RESUMABLE_CHANGES, epochs_text, format_row, make_learner,
     run_experiment,
@@ -152,7 +154,6 @@ def run_comparison(
     on_strategy_end=None,
     finished: dict | None = None,
     checkpoints=None,
-    resume_checkpoints=None,
 ) -> dict:
     """Run ``strategies`` on one stream and return the comparison (JSON-ready).
 
@@ -186,15 +187,12 @@ def run_comparison(
     checkpoints : callable, optional
         ``checkpoints(strategy)`` is the path where that strategy's run saves a checkpoint
         after each task (:func:`nmnp.experiment.run_experiment`'s ``checkpoint``), e.g.
-        ``lambda s: strategy_checkpoint("cmp.json", s)``. A checkpoint already there that is
-        not the one this run resumes from is left over from an earlier comparison and is
-        replaced. Removing a finished strategy's checkpoint is the caller's (once its report
-        is saved).
-    resume_checkpoints : callable, optional
-        With ``finished``: ``resume_checkpoints(strategy)`` is where the comparison that was
-        cut short saved that strategy's checkpoint; an unfinished strategy whose checkpoint
-        exists there continues from it (``run_experiment``'s ``resume``) instead
-        of starting again. Default: ``checkpoints``.
+        ``lambda s: strategy_checkpoint("cmp.json", s)``. With ``finished``, the first
+        strategy to run (the one the comparison cut short) continues from the checkpoint
+        there if there is one (``run_experiment``'s ``resume``). Any other checkpoint found
+        there is left over from an earlier comparison and is replaced; a file there that is
+        not a checkpoint is refused by ``run_experiment``. Removing a finished strategy's
+        checkpoint is the caller's (once its report is saved).
 
     Returns
     -------
@@ -248,13 +246,20 @@ def run_comparison(
             "wall_seconds": earlier_seconds + time.perf_counter() - start,
         }
 
+    cut_short = next((name for name in names if name not in results), None)
     for i, name in enumerate(names):
         if name in results:
             continue
         config = configs[name]
         if on_strategy_start is not None:
             on_strategy_start(name, config, comparison(names[i:]))
-        save_to, resume_from = _checkpoints_of(name, checkpoints, resume_checkpoints, finished)
+        save_to = None if checkpoints is None else checkpoints(name)
+        resume_from = None
+        if save_to is not None and os.path.exists(save_to):
+            if finished is not None and name == cut_short:
+                resume_from = save_to
+            else:
+                replace_leftover(save_to)
         learner = make_learner(config)  # its storage figures; the run's own when not resumed
         task_end = None if on_task_end is None else (
             lambda result, learner, name=name: on_task_end(name, result, learner))
@@ -283,25 +288,20 @@ def run_comparison(
     return comparison([])
 
 
-def _checkpoints_of(name: str, checkpoints, resume_checkpoints, finished) -> tuple:
-    """(save_to, resume_from) of strategy ``name``'s run (see :func:`run_comparison`)."""
-    save_to = None if checkpoints is None else checkpoints(name)
-    resume_from = None
-    if finished is not None:
-        look = resume_checkpoints if resume_checkpoints is not None else checkpoints
-        candidate = None if look is None else look(name)
-        if candidate is not None and os.path.exists(candidate):
-            resume_from = candidate
-    if save_to is not None and os.path.exists(save_to) and not (
-            resume_from is not None and same_file(save_to, resume_from)):
-        if not _is_checkpoint(save_to):  # not ours to replace: run_experiment names it
-            return save_to, resume_from
+def replace_leftover(path) -> None:
+    """Remove the checkpoint at ``path``, left over from an earlier comparison, holding its
+    lock (a run still writing it is not disturbed: ConfigError); a file there that is not a
+    checkpoint is left for ``run_experiment`` to refuse by name."""
+    if not _is_checkpoint(path):
+        return
+    with exclusive(path):
         try:
-            os.remove(save_to)  # left over from an earlier comparison that this one replaces
+            os.remove(path)
+        except FileNotFoundError:
+            pass
         except OSError as err:
-            raise CheckpointError(f"cannot replace the left-over checkpoint {save_to} "
+            raise CheckpointError(f"cannot replace the left-over checkpoint {path} "
                                   f"({err.strerror or err})") from err
-    return save_to, resume_from
 
 
 def _check_continuation(finished: dict, names, configs: dict, common: dict, preset) -> None:
@@ -514,6 +514,43 @@ def _resumed_settings(args, finished: dict) -> tuple[dict, list, str | None]:
     return options, names, finished.get("preset")
 
 
+def _prepare_checkpoints(to_run, checkpoint_of, finished, resumed_report, report) -> None:
+    """Make each strategy's checkpoint path ready before anything runs.
+
+    * A file there that is not a checkpoint is refused (ConfigError): it is the user's.
+    * A fresh comparison replaces the checkpoints an earlier one left there (its report is
+      being replaced too), so a later ``--resume`` cannot pick up a stranger's run.
+    * A resume written to another report (``--resume X --json Y``) copies the cut-short
+      strategy's checkpoint from X's place to Y's, so that Y alone can be resumed again; the
+      checkpoint it continues from is read through first, and a damaged one is named with
+      what to do about it.
+    """
+    for name in to_run:
+        path = checkpoint_of(name)
+        if os.path.exists(path) and not _is_checkpoint(path):
+            raise ConfigError(f"{path} exists and is not an nmnp checkpoint: compare keeps "
+                              f"{name}'s checkpoint there; move it, or choose another --json")
+    if finished is None:
+        for name in to_run:
+            replace_leftover(checkpoint_of(name))
+        return
+    if not to_run:
+        return
+    cut = to_run[0]
+    source = strategy_checkpoint(resumed_report, cut)
+    if not os.path.exists(source):
+        return
+    try:
+        describe_checkpoint(source)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; delete it to run {cut} again from its first task") from None
+    target = checkpoint_of(cut)
+    if not same_file(source, target):
+        replace_leftover(target)
+        with exclusive(target):
+            atomic_write_bytes(target, Path(source).read_bytes())
+
+
 def _remove_checkpoint(path) -> None:
     """Remove a strategy's checkpoint once the report holds its results (a failure to remove
     it loses nothing: a later resume finds the strategy finished)."""
@@ -554,8 +591,8 @@ def cmd_compare(args) -> int:
     saved = list(finished["strategies"]) if finished is not None else []
     written = []  # whether the report was written: a resume needs it
     checkpoint_of = None if report is None else (lambda s: strategy_checkpoint(report, s))
-    resume_of = None if args.resume is None else (lambda s: strategy_checkpoint(args.resume, s))
-    running = []
+    to_run = [n for n in names if finished is None or n not in finished["results"]]
+    running, ran = [], []  # the strategy running now; those this process ran
 
     def write_so_far(so_far) -> bool:
         try:
@@ -568,11 +605,12 @@ def cmd_compare(args) -> int:
 
     def start(name, config, so_far):
         resumed = ""
-        if resume_of is not None and os.path.exists(resume_of(name)):
-            done = len(describe_checkpoint(resume_of(name))["tasks"])
-            resumed = f", continuing from {resume_of(name)} after task {done} of {config.tasks}"
+        if finished is not None and name == to_run[0] and os.path.exists(checkpoint_of(name)):
+            done = len(describe_checkpoint(checkpoint_of(name))["tasks"])
+            resumed = f", continuing from {checkpoint_of(name)} after task {done} of {config.tasks}"
         say(f"-- {name} ({config.optimizer} {config.lr:g}){resumed}")
         running[:] = [name]
+        ran.append(name)
         if report is not None:  # so that a strategy cut short can be resumed
             write_so_far(so_far)
 
@@ -590,6 +628,8 @@ def cmd_compare(args) -> int:
     try:
         # One writer per report: a second compare on it (a resume started twice) is refused.
         with exclusive(report, "comparison report") if report is not None else contextlib.nullcontext():
+            if report is not None:
+                _prepare_checkpoints(to_run, checkpoint_of, finished, args.resume, report)
             # As in `run`: a diverging strategy is reported once, by train_task, not by NumPy too.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 comparison = run_comparison(
@@ -600,20 +640,21 @@ def cmd_compare(args) -> int:
                     on_strategy_end=save_so_far,
                     finished=finished,
                     checkpoints=checkpoint_of,
-                    resume_checkpoints=resume_of,
                 )
             printer()(format_table(comparison))  # printed even with --quiet: it is the result
             if report is not None:
                 say(f"results: {write_report(report, comparison)}")
-                for name in names:  # the report holds every strategy now
+                for name in ran:  # the report holds every strategy now
                     _remove_checkpoint(checkpoint_of(name))
     except (NmnpError, KeyboardInterrupt) as err:
         if written and not isinstance(err, OutputError):
             held = (f"the strategies that finished ({', '.join(saved)})" if saved
                     else "no finished strategy yet")
             cut = running[0] if running else None
+            # (a strategy that diverged would only diverge again from its checkpoint)
             partly = (f", {cut} from its checkpoint {checkpoint_of(cut)}"
-                      if cut is not None and os.path.exists(checkpoint_of(cut)) else "")
+                      if cut is not None and _is_checkpoint(checkpoint_of(cut))
+                      and not isinstance(err, TrainingError) else "")
             note = (f"{report} holds {held}; `nmnp compare --resume {report}` runs the rest"
                     f"{partly}")
             if isinstance(err, KeyboardInterrupt):

@@ -213,7 +213,7 @@ def stored_run_config(path) -> ExperimentConfig:
     extra = checkpoint.read_extra(path)
     if not extra or not isinstance(extra.get("experiment"), dict) or not isinstance(extra.get("result"), dict):
         raise CheckpointError(
-            f"checkpoint {path} holds a network but no run to resume (it was not written by "
+            f"checkpoint {path} holds a learner but no run to resume (it was not written by "
             "`nmnp run --checkpoint`)"
         )
     try:

@@ -439,6 +439,21 @@ def test_another_configuration_is_named_before_a_strategy_s_layout_is_built(sups
         checkpoint.from_bytes(supsup_file, expected_config=SMALL)
 
 
+def test_a_supsup_mask_that_another_keep_made_is_refused(supsup_file):
+    """The masks are checked against the kept fraction: a file whose keep was changed (or
+    whose masks were damaged) would otherwise load and predict unlike the learner it says."""
+    version, header, section = split(supsup_file)
+    header["learner"]["options"] = {"keep": 0.25}
+    with pytest.raises(CheckpointError, match=r"task 0 \('task 0'\) has a mask that keeps 150 of 300 "
+                                              r"weights, but keep 0\.25 keeps 75"):
+        checkpoint.from_bytes(reseal(version, header, section))
+    version, header, section = split(supsup_file)
+    section = bytearray(section)
+    section[0] ^= 0x80  # one weight more or less in task 0's mask
+    with pytest.raises(CheckpointError, match="task 0 .* keeps 1(49|51) of 300 weights"):
+        checkpoint.from_bytes(reseal(version, header, bytes(section)))
+
+
 def test_a_crwn_file_with_options_is_refused(valid):
     version, header, section = split(valid[1])
     header["learner"]["options"] = {"keep": 0.5}

@@ -220,18 +220,79 @@ def test_a_strategy_cut_short_continues_from_its_checkpoint(tmp_path, capsys, mo
     assert not any(p.name.endswith(".nmnp") for p in tmp_path.iterdir())  # all removed
 
 
-def test_a_fresh_comparison_replaces_a_left_over_checkpoint(tmp_path, capsys, monkeypatch):
+def test_a_fresh_comparison_replaces_every_left_over_checkpoint(tmp_path, capsys, monkeypatch):
     js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "crwn")
-    assert os.path.exists(compare.strategy_checkpoint(js, "crwn"))
+    crwn = compare.strategy_checkpoint(js, "crwn")
+    # one of a later strategy too, as an earlier comparison cut short there would leave
+    supsup = compare.strategy_checkpoint(js, "supsup")
+    with open(crwn, "rb") as f, open(supsup, "wb") as g:
+        g.write(f.read())
+    js2, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "crwn")
+    assert js2 == js and not os.path.exists(supsup)  # a resume cannot pick up a stranger's run
     code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn", *SMALL, "--json", str(js), "--quiet")
     assert code == 0, err
-    assert json.loads(js.read_text())["unfinished"] == []
-    assert not os.path.exists(compare.strategy_checkpoint(js, "crwn"))
-    # a file there that is not a checkpoint is not the comparison's to replace
-    other = compare.strategy_checkpoint(js, "crwn")
+    assert json.loads(js.read_text())["unfinished"] == [] and not os.path.exists(crwn)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_before_any_training(tmp_path, capsys):
+    js = tmp_path / "cmp.json"
+    other = compare.strategy_checkpoint(js, "separate")
     with open(other, "w") as f:
         f.write("my notes")
-    code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn", *SMALL, "--json", str(js), "--quiet")
-    assert code == 2 and "already exists" in err
+    code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn,separate", *SMALL, "--json", str(js))
+    assert code == 2 and f"{other} exists and is not an nmnp checkpoint" in err
+    assert not js.exists()  # nothing ran
     with open(other) as f:
         assert f.read() == "my notes"
+
+
+def test_the_files_of_strategies_finished_earlier_are_left_alone(tmp_path, capsys, monkeypatch):
+    js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "separate")
+    notes = compare.strategy_checkpoint(js, "crwn")  # crwn finished before: not the resume's
+    with open(notes, "w") as f:
+        f.write("my notes")
+    code, _, err = nmnp_main(capsys, "compare", "--resume", str(js), "--quiet")
+    assert code == 0, err
+    with open(notes) as f:
+        assert f.read() == "my notes"
+    assert not os.path.exists(compare.strategy_checkpoint(js, "separate"))
+
+
+def test_a_resume_into_another_report_carries_the_checkpoint_along(tmp_path, capsys, monkeypatch,
+                                                                    uninterrupted):
+    js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "separate")
+    source = compare.strategy_checkpoint(js, "separate")
+    before = open(source, "rb").read()
+    other = tmp_path / "other.json"
+    real = compare.run_experiment
+
+    def stop_at_once(config, **kwargs):  # cut short again before it saves anything
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "run_experiment", stop_at_once)
+    code, _, err = nmnp_main(capsys, "compare", "--resume", str(js), "--json", str(other), "--quiet")
+    target = compare.strategy_checkpoint(other, "separate")
+    assert code == 130 and f"`nmnp compare --resume {other}` runs the rest, separate from its checkpoint {target}" in err
+    assert open(target, "rb").read() == before
+    monkeypatch.setattr(compare, "run_experiment", real)
+    code, out, err = nmnp_main(capsys, "compare", "--resume", str(other))
+    assert code == 0, err
+    assert f"continuing from {target} after task 1 of 2" in out
+    whole = json.loads(other.read_text())
+    for name in whole["strategies"]:
+        assert (whole["results"][name]["report"]["acc_matrix"]
+                == uninterrupted["results"][name]["report"]["acc_matrix"]), name
+    assert not os.path.exists(target) and open(source, "rb").read() == before  # X's is left
+
+
+def test_a_damaged_checkpoint_is_named_with_what_to_do(tmp_path, capsys, monkeypatch):
+    js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "separate")
+    path = compare.strategy_checkpoint(js, "separate")
+    data = bytearray(open(path, "rb").read())
+    data[-40] ^= 1
+    open(path, "wb").write(bytes(data))
+    code, _, err = nmnp_main(capsys, "compare", "--resume", str(js))
+    assert code == 2 and "is damaged" in err and "delete it to run separate again from its first task" in err
+    os.remove(path)
+    code, out, err = nmnp_main(capsys, "compare", "--resume", str(js), "--quiet")
+    assert code == 0, err

@@ -204,7 +204,7 @@ def test_an_existing_checkpoint_is_never_overwritten_by_a_new_run(one_task_run, 
 
 def test_a_plain_model_checkpoint_is_not_a_run(tmp_path, small_data):
     path = ModulatedNetwork(config().network_config()).save(tmp_path / "model.nmnp")
-    with pytest.raises(CheckpointError, match="holds a network but no run to resume"):
+    with pytest.raises(CheckpointError, match="holds a learner but no run to resume"):
         run_experiment(config(), dataset=small_data, resume=path, progress=False)
 
 

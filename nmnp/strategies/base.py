@@ -110,6 +110,12 @@ class ReadoutStrategy(Classifier):
         its class (a checkpoint stores them); nothing here."""
         return {}
 
+    def restored_state_problem(self, state: dict, frozen: bool) -> str | None:
+        """Why a task ``state`` read from a checkpoint (its keys, shapes and dtypes already
+        checked) cannot be this learner's, e.g. ``"has a mask that ..."``; None when it can.
+        Nothing more to check here."""
+        return None
+
     def save(self, path, extra: dict | None = None):
         """Write every task's state and the shared state to a checkpoint file (atomically),
         as :meth:`nmnp.model.ModulatedNetwork.save` does; read it back with :func:`nmnp.load`."""

@@ -161,6 +161,20 @@ class SupSup(ReadoutStrategy):
     def init_options(self):
         return {"keep": self.keep}
 
+    def restored_state_problem(self, state, frozen):
+        # A frozen mask keeps exactly n_kept weights (top_k_mask): one that keeps another
+        # number was written with another keep, or damaged, and would predict unlike it.
+        if not frozen:
+            return None
+        bits = np.unpackbits(state["mask_bits"])
+        if bits[self.n_weights:].any():
+            return "has a mask with bits set past its last weight"
+        kept, want = int(bits.sum()), n_kept(self.n_weights, self.keep)
+        if kept != want:
+            return (f"has a mask that keeps {kept} of {self.n_weights} weights, but keep "
+                    f"{self.keep:g} keeps {want}")
+        return None
+
     def _init_task(self, task_id):
         bound = 1.0 / math.sqrt(self.config.n_units)
         rng = rng_for(self.config.seed, SCORES, task_id)
