@@ -460,7 +460,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the strategies that a comparison cut short (its --json report) did "
                         "not finish, with its options (the one cut short continues from its "
                         "checkpoint, JSON.STRATEGY.nmnp), and write the whole comparison back to "
-                        "it (or to --json); any option given must agree with it (only --data-dir, "
+                        "it (or to --json, leaving JSON as it was); any option given must agree "
+                        "with it (only --data-dir, "
                         "--threads and --skip-unchanged may differ)")
 
 
@@ -514,22 +515,37 @@ def _resumed_settings(args, finished: dict) -> tuple[dict, list, str | None]:
     return options, names, finished.get("preset")
 
 
-def _prepare_checkpoints(to_run, checkpoint_of, finished, resumed_report, report) -> None:
-    """Make each strategy's checkpoint path ready before anything runs.
-
-    * A file there that is not a checkpoint is refused (ConfigError): it is the user's.
-    * A fresh comparison replaces the checkpoints an earlier one left there (its report is
-      being replaced too), so a later ``--resume`` cannot pick up a stranger's run.
-    * A resume written to another report (``--resume X --json Y``) copies the cut-short
-      strategy's checkpoint from X's place to Y's, so that Y alone can be resumed again; the
-      checkpoint it continues from is read through first, and a damaged one is named with
-      what to do about it.
-    """
-    for name in to_run:
-        path = checkpoint_of(name)
+def _check_checkpoint_paths(to_run, checkpoint_of, finished, resumed_report) -> None:
+    """Before any work: ConfigError for a file at a strategy's checkpoint path (or, resuming,
+    at the checkpoint the cut-short strategy continues from) that is not a checkpoint: it is
+    the user's, and compare would need that path. A damaged checkpoint to continue from is
+    named with what to do about it."""
+    paths = [(name, checkpoint_of(name)) for name in to_run]
+    if finished is not None and to_run:
+        paths.append((to_run[0], strategy_checkpoint(resumed_report, to_run[0])))
+    for name, path in paths:
         if os.path.exists(path) and not _is_checkpoint(path):
             raise ConfigError(f"{path} exists and is not an nmnp checkpoint: compare keeps "
-                              f"{name}'s checkpoint there; move it, or choose another --json")
+                              f"{name}'s checkpoint there; move it elsewhere")
+    if finished is not None and to_run and os.path.exists(paths[-1][1]):
+        try:
+            describe_checkpoint(paths[-1][1])
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; delete it to run {to_run[0]} again from its first "
+                                  "task") from None
+
+
+def _prepare_checkpoints(to_run, checkpoint_of, finished, resumed_report) -> None:
+    """Make the strategies' checkpoint paths ready, just before the first strategy starts
+    (after every check and the dataset's loading, so nothing is replaced for a comparison
+    that then fails to start).
+
+    * A fresh comparison replaces the checkpoints an earlier one left for its strategies (its
+      report is being replaced too), so a later ``--resume`` cannot pick up a stranger's run.
+    * A resume written to another report (``--resume X --json Y``) replaces whatever Y's place
+      holds for the cut-short strategy by X's checkpoint, if X has one, so that Y alone can be
+      resumed again; X and its checkpoint are left as they were.
+    """
     if finished is None:
         for name in to_run:
             replace_leftover(checkpoint_of(name))
@@ -537,16 +553,11 @@ def _prepare_checkpoints(to_run, checkpoint_of, finished, resumed_report, report
     if not to_run:
         return
     cut = to_run[0]
-    source = strategy_checkpoint(resumed_report, cut)
-    if not os.path.exists(source):
+    source, target = strategy_checkpoint(resumed_report, cut), checkpoint_of(cut)
+    if same_file(source, target):
         return
-    try:
-        describe_checkpoint(source)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err}; delete it to run {cut} again from its first task") from None
-    target = checkpoint_of(cut)
-    if not same_file(source, target):
-        replace_leftover(target)
+    replace_leftover(target)
+    if os.path.exists(source):
         with exclusive(target):
             atomic_write_bytes(target, Path(source).read_bytes())
 
@@ -604,6 +615,8 @@ def cmd_compare(args) -> int:
         return True
 
     def start(name, config, so_far):
+        if report is not None and not ran:  # the dataset is loaded: the first strategy starts
+            _prepare_checkpoints(to_run, checkpoint_of, finished, args.resume)
         resumed = ""
         if finished is not None and name == to_run[0] and os.path.exists(checkpoint_of(name)):
             done = len(describe_checkpoint(checkpoint_of(name))["tasks"])
@@ -629,7 +642,7 @@ def cmd_compare(args) -> int:
         # One writer per report: a second compare on it (a resume started twice) is refused.
         with exclusive(report, "comparison report") if report is not None else contextlib.nullcontext():
             if report is not None:
-                _prepare_checkpoints(to_run, checkpoint_of, finished, args.resume, report)
+                _check_checkpoint_paths(to_run, checkpoint_of, finished, args.resume)
             # As in `run`: a diverging strategy is reported once, by train_task, not by NumPy too.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 comparison = run_comparison(
@@ -651,10 +664,13 @@ def cmd_compare(args) -> int:
             held = (f"the strategies that finished ({', '.join(saved)})" if saved
                     else "no finished strategy yet")
             cut = running[0] if running else None
-            # (a strategy that diverged would only diverge again from its checkpoint)
             partly = (f", {cut} from its checkpoint {checkpoint_of(cut)}"
-                      if cut is not None and _is_checkpoint(checkpoint_of(cut))
-                      and not isinstance(err, TrainingError) else "")
+                      if cut is not None and _is_checkpoint(checkpoint_of(cut)) else "")
+            if isinstance(err, TrainingError) and cut is not None:
+                # runs are deterministic and a resume keeps the options: it would diverge again
+                partly += (f" (with the stored options, under which {cut} diverged: a new "
+                           "comparison with other options, such as a smaller --lr, is needed "
+                           "for it)")
             note = (f"{report} holds {held}; `nmnp compare --resume {report}` runs the rest"
                     f"{partly}")
             if isinstance(err, KeyboardInterrupt):

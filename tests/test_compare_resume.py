@@ -296,3 +296,32 @@ def test_a_damaged_checkpoint_is_named_with_what_to_do(tmp_path, capsys, monkeyp
     os.remove(path)
     code, out, err = nmnp_main(capsys, "compare", "--resume", str(js), "--quiet")
     assert code == 0, err
+
+
+def test_a_resume_into_another_report_never_continues_that_report_s_old_checkpoint(
+        tmp_path, capsys, monkeypatch, uninterrupted):
+    js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "separate")
+    stale = tmp_path / "other.json"
+    os.replace(compare.strategy_checkpoint(js, "separate"), compare.strategy_checkpoint(stale, "separate"))
+    # js now holds crwn and no checkpoint of separate (as if cut before its first task);
+    # other.json's place holds a checkpoint of another comparison
+    code, out, err = nmnp_main(capsys, "compare", "--resume", str(js), "--json", str(stale), "--quiet")
+    assert code == 0, err
+    whole = json.loads(stale.read_text())
+    assert "resumed_from" not in whole["results"]["separate"]["report"]  # started afresh
+    for name in whole["strategies"]:
+        assert (whole["results"][name]["report"]["acc_matrix"]
+                == uninterrupted["results"][name]["report"]["acc_matrix"]), name
+
+
+def test_a_comparison_that_fails_before_it_starts_replaces_nothing(tmp_path, capsys, monkeypatch,
+                                                                    uninterrupted):
+    js, _ = stopped_after_first_task_of(tmp_path, capsys, monkeypatch, "separate")
+    ck = compare.strategy_checkpoint(js, "separate")
+    before = (js.read_bytes(), open(ck, "rb").read())
+    code, _, err = nmnp_main(capsys, "compare", "--strategies", "crwn,separate,supsup", *SMALL,
+                             "--dataset", "mnist", "--data-dir", str(tmp_path), "--json", str(js))
+    assert code == 2 and "mnist" in err  # no MNIST here: it fails while loading the data
+    assert (js.read_bytes(), open(ck, "rb").read()) == before
+    code, out, err = nmnp_main(capsys, "compare", "--resume", str(js))
+    assert code == 0 and f"continuing from {ck} after task 1 of 2" in out

@@ -307,7 +307,9 @@ def test_compare_keeps_the_strategies_that_finished_when_a_later_one_fails(tmp_p
                                "--units", "100", "--k", "5", "--threads", "1", "--json", str(js))
     assert code == 2
     assert err == (f"nmnp: error: task id 0, epoch 1, step 3: the loss became nan; {js} holds the "
-                   f"strategies that finished (crwn); `nmnp compare --resume {js}` runs the rest\n")
+                   f"strategies that finished (crwn); `nmnp compare --resume {js}` runs the rest "
+                   "(with the stored options, under which separate diverged: a new comparison "
+                   "with other options, such as a smaller --lr, is needed for it)\n")
     saved = json.loads(js.read_text())
     assert saved["strategies"] == ["crwn"] and saved["unfinished"] == ["separate"]
     assert len(saved["results"]["crwn"]["report"]["acc_matrix"]) == 2
