@@ -89,15 +89,10 @@ def check_report_path(path, option: str, what: str = "report") -> Path:
 
     ``option`` names the option in the error, e.g. ``"--json"``; ``what`` the kind of output.
     """
-    from .checkpoint import MAGIC
+    from .checkpoint import is_checkpoint  # checkpoint imports this module
 
     path = check_output_path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(MAGIC))
-    except OSError:  # no file yet (or unreadable: the write itself will say so)
-        return path
-    if head == MAGIC:
+    if is_checkpoint(path):  # no file yet (or unreadable) is not one: the write will say so
         raise ConfigError(
             f"{option} {path} is an nmnp checkpoint: refusing to replace it with a {what}; "
             "choose another path"

@@ -66,7 +66,8 @@ from .errors import CheckpointError, ConfigError, NmnpError, OutputError
 from .model import ModulatedNetwork, TaskContext
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Checkpoint", "save", "load", "read", "read_extra",
-           "to_bytes", "from_bytes", "describe", "learner_kind", "learner_options"]
+           "to_bytes", "from_bytes", "describe", "is_checkpoint", "learner_kind",
+           "learner_options"]
 
 MAGIC = b"NMNPCKPT"
 #: The format version this nmnp writes; it reads this one and every earlier one.
@@ -635,6 +636,16 @@ def load(path, backend: str = "cpu", expected_config=None):
     (1, 'upright')
     """
     return read(path, backend, expected_config).model
+
+
+def is_checkpoint(path) -> bool:
+    """Whether the file at ``path`` starts with the checkpoint magic (False if it cannot be
+    read): what no report, figure or left-over clean-up may replace or delete by mistake."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
 
 
 def read_extra(path) -> dict | None:

@@ -58,6 +58,7 @@ from .atomic import (
     check_report_path, same_file,
 )
 from .checkpoint import describe as describe_checkpoint
+from .checkpoint import is_checkpoint
 from .cli import SKIP_UNCHANGED_HELP, check_rotation_options, write_report
 from .console import printer
 from .continual import metrics
@@ -129,16 +130,6 @@ def strategy_checkpoint(report, strategy: str) -> str:
     """Where ``compare --json REPORT`` keeps ``strategy``'s checkpoint while it runs:
     ``REPORT.STRATEGY.nmnp`` (e.g. ``cmp.json.supsup.nmnp``)."""
     return f"{os.fspath(report)}.{strategy}.nmnp"
-
-
-def _is_checkpoint(path) -> bool:
-    from .checkpoint import MAGIC
-
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False
 
 
 def run_comparison(
@@ -259,7 +250,7 @@ def run_comparison(
             if finished is not None and name == cut_short:
                 resume_from = save_to
             else:
-                replace_leftover(save_to)
+                _replace_leftover(save_to)
         learner = make_learner(config)  # its storage figures; the run's own when not resumed
         task_end = None if on_task_end is None else (
             lambda result, learner, name=name: on_task_end(name, result, learner))
@@ -288,11 +279,11 @@ def run_comparison(
     return comparison([])
 
 
-def replace_leftover(path) -> None:
+def _replace_leftover(path) -> None:
     """Remove the checkpoint at ``path``, left over from an earlier comparison, holding its
     lock (a run still writing it is not disturbed: ConfigError); a file there that is not a
     checkpoint is left for ``run_experiment`` to refuse by name."""
-    if not _is_checkpoint(path):
+    if not is_checkpoint(path):
         return
     with exclusive(path):
         try:
@@ -461,8 +452,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "not finish, with its options (the one cut short continues from its "
                         "checkpoint, JSON.STRATEGY.nmnp), and write the whole comparison back to "
                         "it (or to --json, leaving JSON as it was); any option given must agree "
-                        "with it (only --data-dir, "
-                        "--threads and --skip-unchanged may differ)")
+                        "with it (only --data-dir, --threads and --skip-unchanged may differ)")
 
 
 def read_comparison(path) -> dict:
@@ -524,7 +514,7 @@ def _check_checkpoint_paths(to_run, checkpoint_of, finished, resumed_report) -> 
     if finished is not None and to_run:
         paths.append((to_run[0], strategy_checkpoint(resumed_report, to_run[0])))
     for name, path in paths:
-        if os.path.exists(path) and not _is_checkpoint(path):
+        if os.path.exists(path) and not is_checkpoint(path):
             raise ConfigError(f"{path} exists and is not an nmnp checkpoint: compare keeps "
                               f"{name}'s checkpoint there; move it elsewhere")
     if finished is not None and to_run and os.path.exists(paths[-1][1]):
@@ -548,7 +538,7 @@ def _prepare_checkpoints(to_run, checkpoint_of, finished, resumed_report) -> Non
     """
     if finished is None:
         for name in to_run:
-            replace_leftover(checkpoint_of(name))
+            _replace_leftover(checkpoint_of(name))
         return
     if not to_run:
         return
@@ -556,7 +546,7 @@ def _prepare_checkpoints(to_run, checkpoint_of, finished, resumed_report) -> Non
     source, target = strategy_checkpoint(resumed_report, cut), checkpoint_of(cut)
     if same_file(source, target):
         return
-    replace_leftover(target)
+    _replace_leftover(target)
     if os.path.exists(source):
         with exclusive(target):
             atomic_write_bytes(target, Path(source).read_bytes())
@@ -665,7 +655,7 @@ def cmd_compare(args) -> int:
                     else "no finished strategy yet")
             cut = running[0] if running else None
             partly = (f", {cut} from its checkpoint {checkpoint_of(cut)}"
-                      if cut is not None and _is_checkpoint(checkpoint_of(cut)) else "")
+                      if cut is not None and is_checkpoint(checkpoint_of(cut)) else "")
             if isinstance(err, TrainingError) and cut is not None:
                 # runs are deterministic and a resume keeps the options: it would diverge again
                 partly += (f" (with the stored options, under which {cut} diverged: a new "

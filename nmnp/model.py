@@ -139,6 +139,18 @@ class Classifier:
                 raise error
         return float((self.predict(x, task_id, classes, batch_size) == y).mean())
 
+    def save(self, path, extra: dict | None = None):
+        """Write every learned task (and any state the tasks share) to a checkpoint file,
+        atomically; see :mod:`nmnp.checkpoint`.
+
+        The fixed weights are not stored (they regenerate from the configuration's seed), so
+        the file is about :attr:`bytes_per_task` per task. Read it back with :func:`nmnp.load`,
+        which gives back a learner of the same kind.
+        """
+        from . import checkpoint  # checkpoint imports this module
+
+        return checkpoint.save(self, path, extra)
+
     def prediction_state(self, task_id: int) -> dict:
         """Every learned array task ``task_id``'s predictions read, by name.
 
@@ -239,16 +251,6 @@ class ModulatedNetwork(Classifier):
         digest.update(np.ascontiguousarray(self.encoder_indices, dtype="<i4").tobytes())
         digest.update(np.ascontiguousarray(self.readout, dtype="<f8").tobytes())
         return digest.hexdigest()
-
-    def save(self, path, extra: dict | None = None):
-        """Write every task context to a checkpoint file (atomically); see :mod:`nmnp.checkpoint`.
-
-        The fixed weights are not stored (they regenerate from the configuration's seed), so
-        the file is about :attr:`bytes_per_task` per task. Read it back with :func:`nmnp.load`.
-        """
-        from . import checkpoint  # checkpoint imports this module
-
-        return checkpoint.save(self, path, extra)
 
     def add_task(self, name: str | None = None) -> int:
         """Append a freshly initialised context; returns its task id (0, 1, 2, ...). ``name``

@@ -116,13 +116,6 @@ class ReadoutStrategy(Classifier):
         Nothing more to check here."""
         return None
 
-    def save(self, path, extra: dict | None = None):
-        """Write every task's state and the shared state to a checkpoint file (atomically),
-        as :meth:`nmnp.model.ModulatedNetwork.save` does; read it back with :func:`nmnp.load`."""
-        from .. import checkpoint  # checkpoint reads the strategies
-
-        return checkpoint.save(self, path, extra)
-
     # ----------------------------------------------------------------- tasks
     @property
     def n_tasks(self) -> int:
